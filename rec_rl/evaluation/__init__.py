@@ -1,0 +1,1 @@
+"""Evaluation: baselines, full-catalog ranking metrics, bootstrap intervals, reports."""

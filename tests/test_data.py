@@ -1,0 +1,124 @@
+"""Data loading: the embedded dataset, the two task kinds, and file:line errors on bad rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rec_rl.config import load_config
+from rec_rl.data import EMBEDDED_DATASET, Catalog, DataError, load_task
+from tests.conftest import FIXTURES, write_jsonl
+
+
+def test_embedded_dataset_matches_its_readme():
+    task = load_task(load_config().data)
+    assert len(task.catalog) == 16859
+    assert {name: len(rows) for name, rows in task.splits.items()} == {"train": 19000, "valid": 19000, "test": 19000}
+    stats = json.loads((EMBEDDED_DATASET / "stats.json").read_text())
+    interactions = sum(len(h) + 1 for h in task.splits["test"]["history_item_ids"])
+    assert interactions == stats["main"]["interactions"]
+    assert "License" in (EMBEDDED_DATASET / "README.md").read_text()
+
+
+def test_leave_one_out_split(tiny_sequential: Path):
+    task = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.history_len=2"]).data)
+    test, valid, train = (task.splits[name][2] for name in ("test", "valid", "train"))  # user u3: 6 7 8 0 1
+    assert (test["history_item_ids"], test["target_item_ids"]) == (["6", "7", "8", "0"], ["1"])
+    assert (valid["history_item_ids"], valid["target_item_ids"]) == (["6", "7", "8"], ["0"])
+    assert (train["history_item_ids"], train["target_item_ids"]) == (["6", "7"], ["8"])
+    assert test["history_titles"] == ["The Last of Us Remastered - PlayStation 4", "Super Mario Odyssey - Nintendo Switch"]
+    assert test["exclude_item_ids"] == test["history_item_ids"] and test["gains"] == [1.0]
+    # Baselines of the test split may count everything before the test targets, and nothing after.
+    assert task.known_sequences["test"][2] == ["6", "7", "8", "0"]
+    kept = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.drop_history=false"]).data)
+    assert kept.splits["test"][0]["exclude_item_ids"] == []
+
+
+def test_compressed_files_are_found(tiny_sequential: Path):
+    import gzip
+
+    items = tiny_sequential / "items.jsonl"
+    (tiny_sequential / "items.jsonl.gz").write_bytes(gzip.compress(items.read_bytes()))
+    items.unlink()
+    assert len(load_task(load_config(None, [f"data.path={tiny_sequential}"]).data).catalog) == 10
+
+
+@pytest.mark.parametrize("file, line, expected", [
+    ("items.jsonl", '{"title": "no id"}', r"items.jsonl:11: missing 'item_id'"),
+    ("items.jsonl", '{"item_id": 3, "title": "again"}', r"items.jsonl:11: duplicate item_id '3' \(first at line 4\)"),
+    ("items.jsonl", '{"item_id": 99', r"items.jsonl:11: invalid JSON"),
+    ("sequences.jsonl", '{"user_id": "u9", "item_ids": [1, 2, 777, 3]}', r"sequences.jsonl:6: user 'u9' has item '777'"),
+    ("sequences.jsonl", '{"user_id": "u1", "item_ids": [1, 2, 3, 4]}', r"sequences.jsonl:6: duplicate user_id 'u1'"),
+    ("sequences.jsonl", '{"item_ids": [1, 2, 3, 4]}', r"sequences.jsonl:6: missing 'user_id'"),
+    ("sequences.jsonl", '{"user_id": "u9", "item_ids": [1, 2]}', r"sequences.jsonl:6: user 'u9' has 2 items"),
+])
+def test_bad_rows_name_file_and_line(tiny_sequential: Path, file: str, line: str, expected: str):
+    with (tiny_sequential / file).open("a") as handle:
+        handle.write(line + "\n")
+    with pytest.raises(DataError, match=expected):
+        load_task(load_config(None, [f"data.path={tiny_sequential}"]).data)
+
+
+def test_missing_folder_names_the_key(tmp_path: Path):
+    with pytest.raises(DataError, match="data.path"):
+        load_task(load_config(None, [f"data.path={tmp_path / 'nowhere'}"]).data)
+
+
+def _esci(folder: Path, *overrides: str):
+    return load_task(load_config(None, ["data.kind=esci", f"data.path={folder}",
+                                        "data.examples_file=esci_small.jsonl", *overrides]).data)
+
+
+def test_esci_fixture_gains_and_splits():
+    task = _esci(FIXTURES, "data.locale=us", "data.valid_fraction=0.0", "data.text_keys=[product_description]")
+    assert len(task.catalog) == 8  # the German product is filtered out by locale
+    assert "Ergonomic mouse" in task.catalog.texts[task.catalog.row_of["P1"]]
+    assert task.catalog.titles[task.catalog.row_of["P1"]] == "Wireless Gaming Mouse RGB"
+    train = {row["row_id"]: row for row in task.splits["train"]}
+    assert set(train) == {"q1", "q2", "q5"}  # q7 is judged only Irrelevant: no row
+    assert train["q1"]["query"] == "wireless mouse"
+    assert dict(zip(train["q1"]["target_item_ids"], train["q1"]["gains"])) == pytest.approx({"P1": 1.0, "P6": 1.0, "P3": 0.01})
+    test = {row["row_id"]: row for row in task.splits["test"]}
+    assert dict(zip(test["q6"]["target_item_ids"], test["q6"]["gains"])) == pytest.approx({"P3": 1.0, "P7": 0.1})
+    assert task.known_sequences == {} and test["q3"]["exclude_item_ids"] == []
+
+
+def test_esci_valid_is_carved_from_train():
+    task = _esci(FIXTURES, "data.valid_fraction=1.0")
+    assert len(task.splits["train"]) == 0 and len(task.splits["valid"]) == 3
+
+
+def test_esci_separate_products_file_and_parquet(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [json.loads(line) for line in (FIXTURES / "esci_small.jsonl").read_text().splitlines()]
+    products = {r["product_id"]: {"product_id": r["product_id"], "product_title": r["product_title"]} for r in records}
+    pq.write_table(pa.Table.from_pylist(list(products.values())), tmp_path / "products.parquet")
+    examples = [{k: r[k] for k in ("query_id", "query", "product_id", "esci_label", "split")} for r in records]
+    pq.write_table(pa.Table.from_pylist(examples), tmp_path / "examples.parquet")
+    task = load_task(load_config(None, ["data.kind=esci", f"data.path={tmp_path}", "data.examples_file=examples.parquet",
+                                        "data.products_file=products.parquet"]).data)
+    assert len(task.catalog) == 9 and len(task.splits["test"]) == 4
+
+
+@pytest.mark.parametrize("record, expected", [
+    ({"query_id": "q1", "query": "x", "product_id": "P1", "esci_label": "Q", "product_title": "t"}, "esci_label 'Q'"),
+    ({"query_id": "q1", "query": "x", "esci_label": "E", "product_title": "t"}, "missing 'product_id'"),
+    ({"query_id": "q1", "query": "x", "product_id": "P1", "esci_label": "E", "product_title": "t"}, "query 'q1' judges product 'P1' twice"),
+])
+def test_esci_bad_rows_name_file_and_line(tmp_path: Path, record: dict, expected: str):
+    rows = [json.loads(line) for line in (FIXTURES / "esci_small.jsonl").read_text().splitlines()]
+    write_jsonl(tmp_path / "esci_small.jsonl", rows + [record])
+    with pytest.raises(DataError, match=rf"esci_small.jsonl:17: {expected}"):
+        _esci(tmp_path)
+
+
+def test_catalog_hash_depends_on_content():
+    a = Catalog.from_items([("1", "Halo"), ("2", "Zelda")])
+    assert a.content_hash == Catalog.from_items([("1", "Halo"), ("2", "Zelda")]).content_hash
+    assert a.content_hash != Catalog.from_items([("1", "Halo"), ("2", "Zelda II")]).content_hash
+    with pytest.raises(DataError, match="duplicate"):
+        Catalog.from_items([("1", "Halo"), ("1", "Zelda")])
