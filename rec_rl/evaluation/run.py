@@ -16,7 +16,7 @@ from rec_rl.evaluation.baselines import (last_titles_query, popularity_counts, r
                                          transition_counts)
 from rec_rl.evaluation.report import SystemResult, write_report
 from retrievers import Retriever, SearchResult, build_retriever
-from rewards.metrics import ranking_metrics
+from rewards.metrics import ranking_metrics, target_rows
 
 SEARCH_BATCH = 512  # queries per retriever call: large enough for throughput, small enough for a live progress bar
 
@@ -29,7 +29,7 @@ def metric_names(ks: Sequence[int]) -> list[str]:
 def score_rankings(found: SearchResult, rows, catalog: Catalog, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-row NDCG@k and Recall@k of `found` against each row's targets and gains."""
     # A target missing from the catalog can never be retrieved but still counts in the ideal DCG.
-    targets = [[catalog.row_of.get(item_id, -2) for item_id in ids] for ids in rows["target_item_ids"]]
+    targets = [target_rows(ids, catalog.row_of) for ids in rows["target_item_ids"]]
     metrics = ranking_metrics(found.rows, targets, rows["gains"], ks)
     return {name: metrics[name] for name in metric_names(ks)}
 

@@ -1,0 +1,65 @@
+"""Evaluating a policy: greedy queries for each row, searched with the frozen retriever, scored like a baseline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rec_rl.data import Catalog
+from rec_rl.evaluation.report import SystemResult
+from rec_rl.evaluation.run import score_rankings, search_all
+from retrievers import Retriever
+from rewards.parsing import extract_query
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int, batch_size: int,
+             desc: str = "generate") -> tuple[list[str], int]:
+    """Greedy completions of conversational `prompts` through the tokenizer's chat template.
+
+    Returns the completion texts and the number of tokens generated (up to each completion's end).
+    Generation stops at any id in `model.generation_config.eos_token_id`, as in training.
+    """
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right end
+    texts, generated = [], 0
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
+        chats = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                 for p in prompts[start:start + batch_size]]
+        inputs = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+        for ids in output[:, inputs["input_ids"].shape[1]:].tolist():
+            end = next((i for i, token in enumerate(ids) if token in eos), len(ids))
+            generated += min(end + 1, len(ids))
+            texts.append(tokenizer.decode(ids[:end], skip_special_tokens=True))
+    model.train(was_training)
+    return texts, generated
+
+
+def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[list[dict]], retriever: Retriever,
+                    catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
+                    batch_size: int) -> tuple[SystemResult, list[str]]:
+    """Full-catalog NDCG@k/Recall@k of the policy's greedy queries on `rows`; also returns the queries."""
+    started = time.perf_counter()
+    completions, tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc=f"{name}: generate")
+    generation_seconds = time.perf_counter() - started
+    parsed = [extract_query(text, parse_mode) for text in completions]
+    queries = [p.text for p in parsed]
+    exclude = [catalog.rows(ids) for ids in rows["exclude_item_ids"]]
+    found = search_all(retriever, queries, max(ks), exclude, f"{name}: search")
+    info = {
+        "seconds": time.perf_counter() - started,
+        "generation_seconds": generation_seconds,
+        "tokens_generated": tokens,
+        "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
+        "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
+    }
+    return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions

@@ -1,0 +1,94 @@
+"""Experiment tracking: wandb (offline unless the user is logged in), a local metrics.jsonl, and PNG curves.
+
+Nothing here may wait for a login: without an API key wandb runs offline and writes its run into the
+run folder, where `wandb sync` can upload it later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def wandb_mode(requested: str) -> str:
+    """`online`/`offline`/`disabled` as asked, and `auto` -> online only when an API key is available."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path.home() / ".netrc"
+    logged_in = netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    return "online" if logged_in else "offline"
+
+
+def configure_wandb(run_dir: Path, project: str, mode: str, group: str | None = None) -> str:
+    """Point wandb at the run folder and set its mode through the environment TRL's callback reads."""
+    resolved = wandb_mode(mode)
+    os.environ["WANDB_MODE"] = resolved
+    os.environ["WANDB_DIR"] = str(run_dir)
+    os.environ["WANDB_PROJECT"] = project
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")  # console capture slows a CPU run and clutters the log
+    if group:
+        os.environ["WANDB_RUN_GROUP"] = group
+    return resolved
+
+
+class MetricsLog:
+    """Append-only `metrics.jsonl`: one JSON object per logged event, each with its `step`.
+
+    `truncate_after(step)` drops events past a checkpoint's step, so that a resumed run neither
+    duplicates nor loses steps.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: dict) -> None:
+        clean = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+                 for key, value in event.items()}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(clean) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        kept = [event for event in self.read() if event.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(event) + "\n" for event in kept))
+
+
+def plot_curves(events: list[dict], path: Path, title: str) -> None:
+    """Training reward and validation metrics against step, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [e for e in events if e.get("kind") == "train" and e.get("reward") is not None]
+    valid = [e for e in events if e.get("kind") == "valid"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        steps = [e["step"] for e in train]
+        left.plot(steps, [e["reward"] for e in train], alpha=0.35, label="reward (per step)")
+        window = max(1, len(train) // 10)
+        smooth = [sum(e["reward"] for e in train[max(0, i - window + 1):i + 1]) / len(train[max(0, i - window + 1):i + 1])
+                  for i in range(len(train))]
+        left.plot(steps, smooth, label=f"reward ({window}-step mean)")
+    left.set(xlabel="step", ylabel="mean reward", title="training reward")
+    left.legend(loc="best")
+    if valid:
+        metrics = [key for key in valid[0] if "@" in key]
+        for key in metrics:
+            right.plot([e["step"] for e in valid], [e[key] for e in valid], marker="o", label=key)
+        right.legend(loc="best")
+    right.set(xlabel="step", ylabel="metric", title="validation (greedy queries)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,52 @@
+"""Trainer callbacks: the local metrics log, periodic validation, and the curves PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from rec_rl.tracking import MetricsLog, plot_curves
+
+
+class MetricsLogCallback(TrainerCallback):
+    """Writes every TRL log event into metrics.jsonl, with `reward` and the step-time breakdown."""
+
+    def __init__(self, log: MetricsLog):
+        self.log = log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "reward" in logs:  # training steps; the trainer's closing summary has no reward
+            self.log.write({"kind": "train", "step": state.global_step, **logs})
+
+
+class ValidationCallback(TrainerCallback):
+    """Every `every` steps (and after the last), scores the policy's greedy queries on fixed validation rows.
+
+    The result goes to metrics.jsonl, to wandb when a run is active, and refreshes the curves PNG.
+    """
+
+    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, every: int, plot_path: Path, title: str):
+        self.evaluate, self.log, self.every = evaluate, log, every
+        self.plot_path, self.title = plot_path, title
+
+    def _run(self, state, model) -> None:
+        metrics = self.evaluate(model)
+        self.log.write({"kind": "valid", "step": state.global_step, **metrics})
+        try:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.log({f"valid/{key}": value for key, value in metrics.items()} | {"train/global_step": state.global_step})
+        except ImportError:
+            pass
+        plot_curves(self.log.read(), self.plot_path, self.title)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+            self._run(state, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.every:
+            self._run(state, model)

@@ -1,0 +1,196 @@
+"""`rec-rl train`: GRPO fine-tuning of a query-writing policy against a frozen retriever.
+
+The loop, in the order it runs:
+1. load the task, the frozen retriever and the policy (the default is converted once from its GGUF);
+2. build prompts (user context only) and the reward functions (NDCG/Recall of the retrieved list);
+3. score the base policy on the test rows, and the trivial last-titles query beside it;
+4. check that the reward is not constant on real completions (a broken retriever fails here, loudly);
+5. train with TRL's GRPOTrainer, validating every `train.eval_every` steps;
+6. score the trained policy on the same test rows: results.md with paired bootstrap differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import yaml
+
+from rec_rl.config import GRPO_DEFAULTS, ConfigError, RunConfig, to_dict
+from rec_rl.data import TaskData, load_task
+from rec_rl.evaluation.baselines import last_titles_query
+from rec_rl.evaluation.bootstrap import paired_difference
+from rec_rl.evaluation.policy import evaluate_policy
+from rec_rl.evaluation.report import SystemResult, markdown_table
+from rec_rl.evaluation.run import metric_names, score_rankings, search_all
+from rec_rl.policy import load_policy, lora_config, newline_token_ids, resolve_model_path
+from rec_rl.prompts import build_messages, get_template
+from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
+from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
+from retrievers import build_retriever
+from rewards import RetrievalScorer, build_reward_functions
+
+REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
+
+
+def grpo_args(config: RunConfig, run_dir: Path):
+    """TRL's GRPOConfig from rec-rl's defaults merged with `train.grpo`; unknown keys name `train.grpo.<key>`."""
+    from trl import GRPOConfig
+
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    values = {**GRPO_DEFAULTS, **config.train.grpo}
+    for key in config.train.grpo:
+        if key not in known:
+            raise ConfigError(f"unknown key 'train.grpo.{key}': not a field of trl.GRPOConfig")
+    for key in ("output_dir", "use_cpu", "seed"):
+        if key in config.train.grpo:
+            raise ConfigError(f"train.grpo.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
+    import torch
+
+    try:
+        return GRPOConfig(output_dir=str(run_dir / "checkpoints"), use_cpu=not torch.cuda.is_available(),
+                          seed=config.seed, **values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"train.grpo: {error}") from None
+
+
+def prompt_rows(rows, config: RunConfig) -> datasets.Dataset:
+    """The GRPO dataset: a conversational `prompt` per row, plus the columns the reward functions read."""
+    template = get_template(config.train.template)
+    prompts = [build_messages(row, template, config.train.max_title_chars) for row in rows]
+    return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
+
+
+def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> SystemResult:
+    """The bar a query writer must clear: the last `history_len` titles (or the query itself) as the query."""
+    n = config.data.history_len
+    queries = ([last_titles_query(t, n) for t in rows["history_titles"]] if task.kind == "sequential"
+               else list(rows["query"]))
+    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
+    started = time.perf_counter()
+    found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
+    label = f"{config.retriever.backend} last-{n} titles" if task.kind == "sequential" else f"{config.retriever.backend} raw query"
+    return SystemResult(label, score_rankings(found, rows, task.catalog, config.eval.ks),
+                        {"seconds": time.perf_counter() - started})
+
+
+def check_reward_signal(reward_funcs, prompts, completions, rows) -> dict:
+    """Rewards of real completions; raise when the main reward is identical for all of them.
+
+    A retriever that fails for every query raises inside the scorer; one that silently returns nothing
+    gives a constant reward, which is caught here before any step is spent on it.
+    """
+    columns = {c: list(rows[c]) for c in REWARD_COLUMNS}
+    completions_as_chat = [[{"role": "assistant", "content": c}] for c in completions]
+    values = reward_funcs[0](prompts=prompts, completions=completions_as_chat, **columns)
+    if len(set(values)) == 1:
+        raise RuntimeError(f"reward {reward_funcs[0].__name__} is {values[0]} for all {len(values)} startup completions: "
+                           "the retriever or the reward is broken, or k is too small to reach any target")
+    return {"startup_reward_mean": float(np.mean(values)), "startup_reward_nonzero": float(np.mean(np.array(values) != 0))}
+
+
+def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResult, config: RunConfig) -> tuple[str, dict]:
+    """Before/after markdown table with 95% intervals, plus paired differences (trained - base, trained - trivial)."""
+    names = metric_names(config.eval.ks)
+    summaries = [r.summary(config.eval.bootstrap, config.seed) for r in (base, trained, trivial)]
+    lines = [markdown_table(summaries, names), "", "Paired bootstrap differences (x100, 95% interval; significant = excludes 0):", "",
+             "| comparison | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    differences = {}
+    for label, other in (("trained - base", base), (f"trained - {trivial.name}", trivial)):
+        cells, differences[label] = [], {}
+        for name in names:
+            diff = paired_difference(trained.per_row[name], other.per_row[name], config.eval.bootstrap, config.seed)
+            differences[label][name] = diff
+            mark = " *significant*" if diff["significant"] else ""
+            cells.append(f"{100 * diff['mean']:+.2f} [{100 * diff['low']:+.2f}, {100 * diff['high']:+.2f}]{mark}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), {"systems": summaries, "differences": differences}
+
+
+def train(config: RunConfig, resume: bool = False) -> str:
+    """Run the whole job (see the module docstring); return the results markdown."""
+    run_dir = Path(config.train.run_dir)
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if resume and not checkpoints:
+        raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ConfigError(f"train.run_dir {str(run_dir)!r} already holds a run; pass --resume or choose another run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    args = grpo_args(config, run_dir)
+    mode = configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode)
+    if mode == "disabled":
+        args.report_to = [r for r in args.report_to if r != "wandb"]
+
+    task = load_task(config.data)
+    retriever = build_retriever(config.retriever, task.catalog)
+    model_path = resolve_model_path(config.policy)
+    model, tokenizer = load_policy(config.policy)
+    if config.train.stop_at_newline:
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        model.generation_config.eos_token_id = sorted(set(eos) | set(newline_token_ids(tokenizer)))
+
+    train_rows = task.split("train")
+    valid_rows = task.split("valid", config.train.valid_rows, config.seed)
+    test_rows = task.split("test", config.train.test_rows, config.seed)
+    train_set, valid_set, test_set = (prompt_rows(r, config) for r in (train_rows, valid_rows, test_rows))
+    scorer = RetrievalScorer.from_config(retriever, task.catalog, config.reward)
+    reward_funcs, reward_weights = build_reward_functions(scorer, config.reward)
+    args.reward_weights = reward_weights
+    eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=config.reward.parse, ks=config.eval.ks,
+                       max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+
+    def validate(policy) -> dict:
+        result, _ = evaluate_policy("valid", policy, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
+        return {name: float(values.mean()) for name, values in result.per_row.items()} | {
+            "mean_query_words": result.info["mean_query_words"], "malformed_rate": result.info["malformed_rate"]}
+
+    base_file = run_dir / "base_eval.json"
+    if resume and base_file.exists():
+        saved = json.loads(base_file.read_text())
+        base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
+        log.truncate_after(int(checkpoints[-1].name.split("-")[1]))
+    else:
+        base, base_completions = evaluate_policy("base policy", model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
+        base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
+                                         "info": base.info, "examples": base_completions[:20]}))
+        startup = check_reward_signal(reward_funcs, test_set["prompt"][:64], base_completions[:64], test_rows.select(range(min(64, len(test_rows)))))
+        log.write({"kind": "valid", "step": 0, **validate(model), **startup})
+
+    from rec_rl.training.trainer import TimedGRPOTrainer
+
+    title = f"{Path(str(model_path)).name} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
+    trainer = TimedGRPOTrainer(
+        model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
+        peft_config=lora_config(config.policy),
+        callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
+                                                               run_dir / "curves.png", title)])
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.perf_counter() - started
+    trainer.save_model(str(run_dir / "final"))
+
+    trained, trained_completions = evaluate_policy("trained policy", trainer.model, tokenizer, test_rows,
+                                                   test_set["prompt"], **eval_kwargs)
+    trivial = trivial_query_result(task, test_rows, retriever, config)
+    table, data = results_table(base, trained, trivial, config)
+    steps = [e for e in log.read() if e.get("kind") == "train"]
+    timing = {key: float(np.mean([e[key] for e in steps if e.get(key) is not None]))
+              for key in ("time/generation_s", "time/reward_s", "time/step_s") if any(e.get(key) for e in steps)}
+    header = (f"# rec-rl train: {title}\n\nTest rows: {len(test_rows)} (test split, "
+              f"full-catalog ranking). Steps: {trainer.state.global_step}, training wall time {train_seconds:.0f} s. "
+              f"Mean seconds per step: " + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in timing.items()) + ".\n")
+    examples = "\n".join(f"- base: `{b.strip()[:100]}` -> trained: `{t.strip()[:100]}`"
+                         for b, t in zip(json.loads(base_file.read_text())["examples"][:8], trained_completions[:8]))
+    markdown = f"{header}\n{table}\n\nExample completions (same users):\n{examples}\n"
+    (run_dir / "results.md").write_text(markdown)
+    (run_dir / "results.json").write_text(json.dumps({**data, "train_seconds": train_seconds, "timing": timing,
+                                                      "wandb_mode": mode}, indent=2))
+    plot_curves(log.read(), run_dir / "curves.png", title)
+    return markdown

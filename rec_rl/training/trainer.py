@@ -1,0 +1,31 @@
+"""TRL's GRPOTrainer, timed: each logged step carries its seconds of generation, reward and the rest."""
+
+from __future__ import annotations
+
+import time
+
+from trl import GRPOTrainer
+
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that logs `time/generation_s`, `time/reward_s` and `time/step_s` for every step.
+
+    Optimisation (forward, backward, optimizer) is the step time less generation and reward.
+    """
+
+    def _timed(self, name: str, function, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self._metrics["train"][name].append(time.perf_counter() - started)
+
+    def _generate(self, prompts):
+        return self._timed("time/generation_s", super()._generate, prompts)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        return self._timed("time/reward_s", super()._calculate_rewards, inputs, prompts, completions,
+                           completion_ids_list)
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        return self._timed("time/step_s", super().training_step, model, inputs, num_items_in_batch)

@@ -1,0 +1,158 @@
+"""On-disk cache of built indexes, keyed by what the index depends on, verified on every load.
+
+An entry is a folder `<root>/<kind>-<catalog hash>-<settings hash>/` holding the index files and a
+`manifest.json` with the catalog hash, the settings and the sha256 of every file. Only settings
+that change the index belong in its key; search-time settings (k, threads) do not.
+
+- Builds go to a temporary folder beside the entry and are renamed into place in one step, so a
+  reader never sees half an index. When two processes build the same entry at once, the first
+  rename wins and the other process uses the winner's entry.
+- A load re-hashes the files; a truncated, corrupt or mismatched entry is reported with a
+  warning naming the folder, set aside and rebuilt.
+
+Example:
+    >>> def build(folder):                     # writes the index files into `folder`
+    ...     (folder / "vectors.npy").write_bytes(b"...")
+    >>> path = cached_index("demo", catalog, {"dim": 3}, build)   # doctest: +SKIP
+    >>> cached_index("demo", catalog, {"dim": 3}, build) == path  # loaded, not rebuilt  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from rec_rl.data.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `cache_dir`, else $REC_RL_CACHE, else ~/.cache/rec-rl."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("REC_RL_CACHE"):
+        return Path(os.environ["REC_RL_CACHE"]).expanduser()
+    return Path.home() / ".cache" / "rec-rl"
+
+
+def settings_hash(settings: dict) -> str:
+    """A stable hash of JSON-able settings (key order does not matter)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_path(kind: str, catalog: Catalog, settings: dict, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the index of `kind` over `catalog` built with `settings` is cached."""
+    return cache_root(cache_dir) / f"{kind}-{catalog.content_hash[:16]}-{settings_hash(settings)[:16]}"
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` (the manifest excluded), keyed by relative POSIX path."""
+    hashes = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative == MANIFEST:
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        hashes[relative] = digest.hexdigest()
+    return hashes
+
+
+def verify(folder: Path, catalog: Catalog, settings: dict) -> str | None:
+    """None if `folder` holds a complete index for `catalog` and `settings`, else what is wrong."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "no manifest.json"
+    except (OSError, ValueError) as error:
+        return f"unreadable manifest.json ({error})"
+    if not isinstance(manifest, dict):
+        return "manifest.json is not an object"
+    if manifest.get("catalog_hash") != catalog.content_hash:
+        return "built for a different catalog"
+    if manifest.get("settings_hash") != settings_hash(settings):
+        return "built with different settings"
+    expected, found = manifest.get("files") or {}, file_hashes(folder)
+    if not expected:
+        return "manifest lists no files"
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            return f"{name} is missing"
+        if name not in expected:
+            return f"{name} is not in the manifest"
+        if found[name] != expected[name]:
+            return f"{name} does not match its content hash (truncated or corrupt)"
+    return None
+
+
+def _set_aside(folder: Path) -> None:
+    """Move a bad entry out of the way (atomically) and delete it; another process may race us."""
+    trash = folder.with_name(f".{folder.name}.bad-{uuid.uuid4().hex[:8]}")
+    try:
+        folder.rename(trash)
+    except FileNotFoundError:
+        return  # another process already moved it
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _build_entry(path: Path, kind: str, catalog: Catalog, settings: dict,
+                 build: Callable[[Path], None]) -> None:
+    """Build into a temporary sibling folder, write its manifest, and rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temporary.mkdir()
+    try:
+        started = time.perf_counter()
+        build(temporary)
+        manifest = {"kind": kind, "catalog_hash": catalog.content_hash, "catalog_size": len(catalog),
+                    "settings": settings, "settings_hash": settings_hash(settings),
+                    "build_seconds": round(time.perf_counter() - started, 3),
+                    "files": file_hashes(temporary)}
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        try:
+            temporary.rename(path)
+        except OSError:
+            if not path.exists():
+                raise
+            # Another process finished the same entry first; keep theirs (checked by the caller).
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def cached_index(kind: str, catalog: Catalog, settings: dict, build: Callable[[Path], None],
+                 cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a verified index of `kind` over `catalog`, building it with `build` if needed.
+
+    `build(folder)` writes the index files into the empty `folder`. `settings` must hold exactly
+    what changes the index (and a format version), as JSON-able values.
+    """
+    path = entry_path(kind, catalog, settings, cache_dir)
+    for attempt in range(3):
+        if path.exists():
+            problem = verify(path, catalog, settings)
+            if problem is None:
+                return path
+            logger.warning("index cache entry %s is invalid (%s); rebuilding it", path, problem)
+            _set_aside(path)
+        else:
+            logger.info("building %s index of %d items in %s", kind, len(catalog), path)
+        _build_entry(path, kind, catalog, settings, build)
+    problem = verify(path, catalog, settings)
+    if problem is not None:
+        raise RuntimeError(f"index cache entry {path} is still invalid after rebuilding: {problem}")
+    return path

@@ -1,0 +1,29 @@
+"""Reward settings: the `reward` section of a run config (rec_rl/config.py embeds `RewardConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rec_rl.fields import documented as _help
+from rewards.parsing import PARSE_MODES
+
+
+@dataclass
+class RewardConfig:
+    parse: str = field(default="query_line", **_help(
+        "How the query is read from a completion: the whole text, the last <answer>...</answer> (Rec-R1), "
+        "or the line starting with 'Query:' (rec-rl's prompts).", choices=PARSE_MODES))
+    k: int = field(default=1000, **_help(
+        "Ranking depth the reward is computed at (NDCG@k, Recall@k); deep enough that an untrained policy "
+        "sometimes reaches the target (Rec-R1 trained sequential recommendation at 5000)."))
+    ndcg_weight: float = field(default=1.0, **_help("Weight of the NDCG@k reward (0: logged only)."))
+    recall_weight: float = field(default=0.0, **_help("Weight of the Recall@k reward (0: logged only)."))
+    format_penalty: float = field(default=0.0, **_help(
+        "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
+        "e.g. -0.1 (0: the same as retrieving nothing)."))
+    max_query_words: int = field(default=32, **_help(
+        "Queries are cut to this many words before search; with length_penalty, the words allowed for free."))
+    length_penalty: float = field(default=0.0, **_help(
+        "Reward subtracted per query word beyond max_query_words (0: no length reward)."))
+    log_query_length: bool = field(default=True, **_help(
+        "Log the mean query length in words as a reward of weight 0."))

@@ -1,0 +1,279 @@
+"""TRL reward functions: the policy's query is searched with the frozen retriever and the ranking scored.
+
+Every reward function has TRL's signature, `f(prompts, completions, **kwargs) -> list[float]`: the
+kwargs carry the dataset columns, repeated by TRL for each generation (`target_item_ids`, `gains`,
+`exclude_item_ids`), and TRL's own extras (`completion_ids`, `trainer_state`, `log_metric`, ...),
+which are ignored except `log_metric`. Each has a `__name__`, which TRL logs it under
+(`rewards/ndcg@1000/mean`).
+
+The retrieval rewards share a `RetrievalScorer`, which searches a whole batch in one retriever call
+and remembers the last batch, so NDCG and Recall of the same completions cost one search.
+
+Example:
+    >>> scorer = RetrievalScorer(retriever, catalog, parse_mode="query_line", k=1000)  # doctest: +SKIP
+    >>> funcs, weights = build_reward_functions(scorer, RewardConfig())               # doctest: +SKIP
+    >>> [f.__name__ for f in funcs], weights                                          # doctest: +SKIP
+    (['ndcg@1000', 'recall@1000', 'query_length'], [1.0, 0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rewards.config import RewardConfig
+from rewards.metrics import ranking_metrics, target_rows
+from rewards.parsing import PARSE_MODES, ParsedQuery, extract_query
+
+if TYPE_CHECKING:
+    from rec_rl.data.catalog import Catalog
+    from retrievers.base import Retriever
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("ndcg", "recall")
+
+
+@dataclass
+class ScorerStats:
+    """Counters of a `RetrievalScorer` since it was built."""
+
+    batches: int = 0  # batches searched (memo misses)
+    memo_hits: int = 0  # reward calls answered from the last batch without searching
+    search_calls: int = 0  # retriever.search calls: one per batch, more when a batch falls back to one by one
+    requested: int = 0  # well-formed queries in the searched batches
+    searched: int = 0  # distinct (query, exclude) pairs among them, the ones actually searched
+    failed: int = 0  # distinct queries the retriever raised on
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of requested queries answered by an identical query in the same batch."""
+        return 1.0 - self.searched / self.requested if self.requested else 0.0
+
+
+@dataclass
+class ScoredBatch:
+    """What the retriever returned for a batch of completions."""
+
+    parsed: list[ParsedQuery]
+    rows: np.ndarray  # (n, k) catalog rows, padded with -1; all -1 where `scored` is False
+    scored: np.ndarray  # (n,) bool: well formed and searched without error
+
+
+class RetrievalScorer:
+    """Parses completions into queries and retrieves them, one batched search per batch of completions.
+
+    `parse_mode` is an `extract_query` mode; `k` the search depth (the deepest reward k); queries are
+    cut to `max_query_words` words. A malformed completion, or one whose query the retriever raises on,
+    is not scored: every retrieval reward gives it `format_penalty`. With `drop_excluded`, each
+    completion's `exclude_item_ids` (the user's history) are dropped from its ranking.
+
+    Identical (query, exclude) pairs in a batch are searched once: a GRPO group often repeats a query.
+    If the retriever raises on the batch, queries are retried one at a time and only those that
+    fail are unscored; if every query fails, the retriever is broken and the error is raised, since
+    a constant reward would silently train nothing.
+    """
+
+    def __init__(self, retriever: Retriever, catalog: Catalog, parse_mode: str = "query_line", k: int = 1000,
+                 format_penalty: float = 0.0, max_query_words: int = 32, drop_excluded: bool = True):
+        if parse_mode not in PARSE_MODES:
+            raise ValueError(f"unknown parse mode {parse_mode!r}; expected one of {list(PARSE_MODES)}")
+        if k < 1 or max_query_words < 1:
+            raise ValueError(f"k and max_query_words must be positive, got {k} and {max_query_words}")
+        if not math.isfinite(format_penalty):
+            raise ValueError(f"format_penalty must be finite, got {format_penalty}")
+        self.retriever, self.catalog = retriever, catalog
+        self.parse_mode, self.k = parse_mode, k
+        self.format_penalty, self.max_query_words = float(format_penalty), max_query_words
+        self.drop_excluded = drop_excluded
+        self.stats = ScorerStats()
+        self._last: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (key, rows, scored) of the last batch
+
+    @classmethod
+    def from_config(cls, retriever: Retriever, catalog: Catalog, config: RewardConfig,
+                    drop_excluded: bool = True) -> RetrievalScorer:
+        """A scorer with the parse mode, depth, format penalty and query cut of `config`."""
+        return cls(retriever, catalog, config.parse, config.k, config.format_penalty, config.max_query_words,
+                   drop_excluded)
+
+    def retrieve(self, completions: Sequence, exclude_item_ids: Sequence[Sequence[str]] | None = None,
+                 log_metric: Callable[[str, float], None] | None = None) -> ScoredBatch:
+        """Parse and search `completions`; `log_metric` (TRL's kwarg) receives per-batch statistics."""
+        parsed = [extract_query(completion, self.parse_mode) for completion in completions]
+        if exclude_item_ids is not None and len(exclude_item_ids) != len(parsed):
+            raise ValueError(f"{len(exclude_item_ids)} exclude lists for {len(parsed)} completions")
+        queries = [" ".join(p.text.split()[:self.max_query_words]) if p.well_formed else None for p in parsed]
+        if self.drop_excluded and exclude_item_ids is not None:
+            row_of = self.catalog.row_of
+            # Sorted so that the same set compares equal however the dataset listed it.
+            excludes = [tuple(sorted({row_of[i] for i in ids if i in row_of})) for ids in exclude_item_ids]
+        else:
+            excludes = [()] * len(parsed)
+        key = (tuple(queries), tuple(excludes))
+        if self._last is not None and self._last[0] == key:
+            self.stats.memo_hits += 1
+            return ScoredBatch(parsed, *self._last[1:])
+
+        pairs = list(dict.fromkeys((q, e) for q, e in zip(queries, excludes) if q is not None))
+        found = self._search_pairs(pairs)
+        rows = np.full((len(parsed), self.k), -1, np.int64)
+        scored = np.zeros(len(parsed), bool)
+        for i, pair in enumerate(zip(queries, excludes)):
+            if pair in found:
+                width = min(self.k, found[pair].shape[0])
+                rows[i, :width] = found[pair][:width]
+                scored[i] = True
+        self._last = (key, rows, scored)
+        requested = sum(q is not None for q in queries)
+        self.stats.batches += 1
+        self.stats.requested += requested
+        self.stats.searched += len(pairs)
+        if log_metric is not None and parsed:
+            log_metric("retrieval/malformed_rate", 1.0 - requested / len(parsed))
+            log_metric("retrieval/unscored_rate", 1.0 - scored.mean())
+            log_metric("retrieval/distinct_query_share", len(pairs) / requested if requested else 0.0)
+        return ScoredBatch(parsed, rows, scored)
+
+    def _search(self, pairs: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+        self.stats.search_calls += 1
+        exclude = [list(e) for _, e in pairs] if self.drop_excluded else None
+        rows = np.asarray(self.retriever.search([q for q, _ in pairs], self.k, exclude).rows)
+        if rows.ndim != 2 or rows.shape[0] != len(pairs):
+            raise RuntimeError(f"retriever returned rows of shape {rows.shape} for {len(pairs)} queries")
+        return rows
+
+    def _search_pairs(self, pairs: list[tuple[str, tuple[int, ...]]]) -> dict[tuple, np.ndarray]:
+        """Ranked rows per (query, exclude) pair; pairs the retriever raised on are left out."""
+        if not pairs:
+            return {}
+        # Exception, not BaseException: an interrupt must still stop training.
+        try:
+            return dict(zip(pairs, self._search(pairs)))
+        except Exception as batch_error:
+            logger.warning("retriever failed on a batch of %d queries (%r); retrying them one by one",
+                           len(pairs), batch_error)
+        found, errors = {}, []
+        for pair in pairs:
+            try:
+                found[pair] = self._search([pair])[0]
+            except Exception as error:
+                errors.append((pair[0], error))
+        self.stats.failed += len(errors)
+        if len(errors) == len(pairs):
+            query, error = errors[0]
+            raise RuntimeError(f"the retriever failed on all {len(pairs)} queries of the batch, e.g. "
+                               f"{query[:100]!r}: {error!r}; it is broken, and the reward would be constant") from error
+        for query, error in errors:
+            logger.warning("retriever failed on query %r (%r); it gets the format penalty", query[:100], error)
+        return found
+
+    def rewards(self, metric: str, k: int, completions: Sequence, target_item_ids: Sequence[Sequence[str]],
+                gains: Sequence[Sequence[float]] | None = None,
+                exclude_item_ids: Sequence[Sequence[str]] | None = None,
+                log_metric: Callable[[str, float], None] | None = None) -> list[float]:
+        """`metric`@k ("ndcg" or "recall") of each completion's ranking; `format_penalty` where unscored."""
+        if metric not in METRICS or not 1 <= k <= self.k:
+            raise ValueError(f"cannot score {metric}@{k} with a scorer searching {self.k} deep")
+        if len(target_item_ids) != len(completions) or (gains is not None and len(gains) != len(completions)):
+            raise ValueError(f"{len(completions)} completions but {len(target_item_ids)} target lists"
+                             + ("" if gains is None else f" and {len(gains)} gain lists"))
+        batch = self.retrieve(completions, exclude_item_ids, log_metric)
+        targets = [target_rows(ids, self.catalog.row_of) for ids in target_item_ids]
+        values = ranking_metrics(batch.rows, targets, gains, [k])[f"{metric}@{k}"]
+        return np.where(batch.scored, values, self.format_penalty).tolist()
+
+
+class RetrievalReward:
+    """NDCG@k or Recall@k of the ranking the completion's query retrieves (a TRL reward function).
+
+    Example:
+        >>> reward = RetrievalReward(scorer, "ndcg", k=1000)                        # doctest: +SKIP
+        >>> reward(prompts, ["Query: halo 3", "junk"], target_item_ids=[["7"], ["7"]])  # doctest: +SKIP
+        [0.6309297535714575, 0.0]
+    """
+
+    def __init__(self, scorer: RetrievalScorer, metric: str, k: int | None = None):
+        k = scorer.k if k is None else k
+        if metric not in METRICS or not 1 <= k <= scorer.k:
+            raise ValueError(f"cannot reward {metric}@{k} with a scorer searching {scorer.k} deep")
+        self.scorer, self.metric, self.k = scorer, metric, k
+        self.__name__ = f"{metric}@{k}"
+
+    def __call__(self, prompts, completions, target_item_ids, gains=None, exclude_item_ids=None,
+                 **kwargs) -> list[float]:
+        return self.scorer.rewards(self.metric, self.k, completions, target_item_ids, gains, exclude_item_ids,
+                                   kwargs.get("log_metric"))
+
+    def __repr__(self) -> str:
+        return f"RetrievalReward({self.__name__})"
+
+
+def ndcg_reward(scorer: RetrievalScorer, k: int | None = None) -> RetrievalReward:
+    """NDCG@k reward (k defaults to the scorer's depth)."""
+    return RetrievalReward(scorer, "ndcg", k)
+
+
+def recall_reward(scorer: RetrievalScorer, k: int | None = None) -> RetrievalReward:
+    """Recall@k reward (k defaults to the scorer's depth)."""
+    return RetrievalReward(scorer, "recall", k)
+
+
+class QueryLength:
+    """Words in each completion's parsed query (before the scorer's cut); logged with weight 0.
+
+    Example:
+        >>> QueryLength("query_line")(None, ["Query: zelda switch", "no format"])
+        [2.0, 2.0]
+    """
+
+    __name__ = "query_length"
+
+    def __init__(self, parse_mode: str):
+        self.parse_mode = parse_mode
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        return [float(len(extract_query(c, self.parse_mode).text.split())) for c in completions]
+
+
+class LengthPenalty:
+    """-per_word for each parsed-query word beyond `max_words`, malformed completions included.
+
+    Example:
+        >>> LengthPenalty("plain", max_words=2, per_word=0.5)(None, ["a b", "a b c d"])
+        [0.0, -1.0]
+    """
+
+    __name__ = "length_penalty"
+
+    def __init__(self, parse_mode: str, max_words: int, per_word: float):
+        if max_words < 0 or not math.isfinite(per_word) or per_word < 0:
+            raise ValueError(f"need max_words >= 0 and a finite per_word >= 0, got {max_words} and {per_word}")
+        self.parse_mode, self.max_words, self.per_word = parse_mode, max_words, float(per_word)
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        words = [len(extract_query(c, self.parse_mode).text.split()) for c in completions]
+        return [self.per_word * min(0, self.max_words - n) for n in words]
+
+
+def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple[list, list[float]]:
+    """Reward functions and their weights (GRPOConfig.reward_weights) for `spec`.
+
+    NDCG@k and Recall@k are always both returned (one search serves both; weight 0 only logs);
+    the one with a nonzero weight comes first, since callers treat the first as the main reward.
+    """
+    if spec.ndcg_weight == 0 and spec.recall_weight == 0:
+        raise ValueError("reward.ndcg_weight and reward.recall_weight are both 0: nothing to learn from")
+    retrieval = [(ndcg_reward(scorer, spec.k), spec.ndcg_weight), (recall_reward(scorer, spec.k), spec.recall_weight)]
+    if spec.ndcg_weight == 0:
+        retrieval.reverse()
+    pairs = list(retrieval)
+    if spec.length_penalty:
+        pairs.append((LengthPenalty(scorer.parse_mode, spec.max_query_words, spec.length_penalty), 1.0))
+    if spec.log_query_length:
+        pairs.append((QueryLength(scorer.parse_mode), 0.0))
+    return [f for f, _ in pairs], [float(w) for _, w in pairs]
