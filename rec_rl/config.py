@@ -89,6 +89,8 @@ class EvalConfig:
         "titles, or the query, searched with that backend and the retriever settings), and retriever "
         "(the configured retriever.backend).",
         choices=("popularity", "transitions", "bm25", "dense", "retriever")))
+    symmetric_transitions: bool = field(default=True, **_help(
+        "transitions: count each consecutive pair in both directions (false: only 'b followed a')."))
     query_titles: list[int] = field(default_factory=lambda: [1], **_help(
         "For sequential tasks, the retrieval baselines run once per N here, with the last N history titles as the query."))
     bootstrap: int = field(default=1000, **_help("Bootstrap resamples for the 95% intervals."))

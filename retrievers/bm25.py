@@ -11,10 +11,11 @@ Both engines share the query handling: control characters and lone surrogates be
 queries are cut after `max_query_terms` words, a query without any index term gets an all-padding
 row, and equal scores are ordered by catalog row.
 
-Example:
-    >>> retriever = Bm25sBM25(catalog, RetrieverConfig(engine="bm25s"))        # doctest: +SKIP
-    >>> retriever.search(["mario kart"], k=5).rows                              # doctest: +SKIP
-    array([[   2,  811, 9344,  120, 4410]])
+Example (the embedded Amazon Games catalog):
+    >>> retriever = Bm25sBM25(catalog, RetrieverConfig(engine="bm25s"))         # doctest: +SKIP
+    >>> result = retriever.search(["mario kart"], k=3)                           # doctest: +SKIP
+    >>> [catalog.titles[row] for row in result.rows[0]], result.scores[0]       # doctest: +SKIP
+    (['Mario Kart 7', 'Mario Kart DS', 'Mario Kart 64'], array([6.133207, 6.133207, 6.133207], dtype=float32))
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from rec_rl.config import RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers import analysis
 from retrievers.base import Retriever, SearchResult, rows_result
-from retrievers.analysis import check_query_terms
 from retrievers.cache import cached_index
 
 INDEX_FORMAT = 1  # bump when what an index holds changes, so old cache entries are not reused
@@ -52,7 +52,7 @@ class PyseriniBM25(Retriever):
         from retrievers.java import start_jvm
 
         self.catalog = catalog
-        self.max_query_terms = check_query_terms(config.max_query_terms)
+        self.max_query_terms = analysis.check_query_terms(config.max_query_terms)
         self.threads = max(1, config.threads)
         jar = start_jvm()
         self.index_dir = cached_index(
@@ -145,7 +145,7 @@ class LuceneScoredBM25(bm25s.BM25):
         term, doc = pairs // n_docs, pairs % n_docs
         df = np.bincount(term, minlength=n_vocab)
         doc_count = int((lengths > 0).sum())
-        avg_length = np.float32(lengths.sum() / max(doc_count, 1))
+        avg_length = np.float32(lengths.sum() / doc_count) if doc_count else np.float32(1)
         idf = np.log(1 + (doc_count - df + 0.5) / (df + 0.5)).astype(np.float32)
         norm = (self.k1 * ((1 - self.b) + self.b * lucene_length(lengths) / avg_length)).astype(np.float32)
         tf = tf.astype(np.float32)
@@ -175,11 +175,11 @@ class Bm25sBM25(Retriever):
 
     def __init__(self, catalog: Catalog, config: RetrieverConfig):
         self.catalog = catalog
-        self.max_query_terms = check_query_terms(config.max_query_terms)
+        self.max_query_terms = analysis.check_query_terms(config.max_query_terms)
         self.k1, self.b = float(config.k1), float(config.b)
         settings = {"format": INDEX_FORMAT, "analyzer": analysis.ANALYZER_VERSION, "k1": self.k1, "b": self.b}
         folder = cached_index("bm25-bm25s", catalog, settings, self._build, config.cache_dir)
-        self.model = LuceneScoredBM25.load(folder)
+        self.bm25 = LuceneScoredBM25.load(folder)
 
     def _build(self, folder: Path) -> None:
         vocab: dict[str, int] = {}
@@ -191,7 +191,7 @@ class Bm25sBM25(Retriever):
 
     def query_term_ids(self, query: str) -> list[int]:
         """Vocabulary ids of the query's terms, repeats kept (Lucene weights a term by its count)."""
-        vocab = self.model.vocab_dict
+        vocab = self.bm25.vocab_dict
         terms = analysis.analyze(analysis.clean_text(query), self.max_query_terms)
         return [vocab[term] for term in terms if term in vocab]
 
@@ -200,6 +200,6 @@ class Bm25sBM25(Retriever):
         for i, query in enumerate(queries):
             ids = self.query_term_ids(query)
             if ids:
-                found, found_scores = top_rows(self.model.get_scores_from_ids(ids), k)
+                found, found_scores = top_rows(self.bm25.get_scores_from_ids(ids), k)
                 rows[i, :len(found)], scores[i, :len(found)] = found, found_scores
         return rows_result(rows, scores)

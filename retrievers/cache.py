@@ -35,6 +35,7 @@ from rec_rl.data.catalog import Catalog
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+STALE_BUILD_SECONDS = 24 * 3600  # a temporary build folder this old belongs to a crashed build
 _CHUNK = 1 << 20
 
 
@@ -110,10 +111,21 @@ def _set_aside(folder: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _remove_stale_builds(path: Path) -> None:
+    """Delete temporary folders of builds of `path` that crashed more than a day ago."""
+    for folder in path.parent.glob(f".{path.name}.*"):
+        try:
+            if time.time() - folder.stat().st_mtime > STALE_BUILD_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except FileNotFoundError:
+            pass  # another process removed it first
+
+
 def _build_entry(path: Path, kind: str, catalog: Catalog, settings: dict,
                  build: Callable[[Path], None]) -> None:
     """Build into a temporary sibling folder, write its manifest, and rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     temporary.mkdir()
     try:

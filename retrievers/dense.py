@@ -85,9 +85,10 @@ class DenseRetriever(Retriever):
         folder = cached_index("dense-embeddings", catalog, settings, self._encode_catalog, config.cache_dir)
         self.embeddings = np.load(folder / EMBEDDINGS_FILE)
         self.index = self._load_index(settings)
-        self._row_of_text = {}
+        self._row_of_text: dict[str, int] = {}  # the first row of each catalog text
         for row, text in enumerate(catalog.texts):
-            self._row_of_text.setdefault(text, row)
+            if text.strip():  # empty queries get no hits, even if some item's text is empty
+                self._row_of_text.setdefault(text, row)
 
     @property
     def model(self):

@@ -28,11 +28,17 @@ def test_popularity_ranks_by_count_and_drops_history():
 
 def test_transitions_follow_last_item_then_popularity():
     sequences = [["0", "1"], ["0", "1"], ["0", "3"], ["4", "4"], ["2", "5"]]
-    popularity, transitions = popularity_counts(sequences, CATALOG), transition_counts(sequences, CATALOG)
+    popularity = popularity_counts(sequences, CATALOG)
+    transitions = transition_counts(sequences, CATALOG, symmetric=False)
     found = rank_transitions(transitions, popularity, last_rows=[0, 5, -1], exclude=[[], [], [0]], k=4)
     assert found.rows[0].tolist() == [1, 3, 0, 4]  # followers of 0 by count, then popularity
     assert found.rows[1].tolist() == [0, 1, 4, 2]  # nothing follows 5: pure popularity, ties by row
     assert found.rows[2].tolist() == [1, 4, 2, 3]  # no history: popularity without the excluded row
+
+
+def test_symmetric_transitions_count_both_directions():
+    counts = transition_counts([["0", "1", "2"], ["1", "0"]], CATALOG, symmetric=True).toarray()
+    assert counts[0, 1] == counts[1, 0] == 2 and counts[1, 2] == counts[2, 1] == 1 and counts[0, 2] == 0
 
 
 def test_last_titles_query():

@@ -55,7 +55,7 @@ def baseline_rankers(config: RunConfig, task: TaskData, rows) -> dict[str, Calla
         if "popularity" in wants:
             rankers["popularity"] = lambda k, exclude: rank_popularity(popularity, exclude, k)
         if "transitions" in wants:
-            transitions = transition_counts(known, catalog)
+            transitions = transition_counts(known, catalog, config.eval.symmetric_transitions)
             last = [catalog.row_of[h[-1]] if h else -1 for h in rows["history_item_ids"]]
             rankers["transitions"] = lambda k, exclude: rank_transitions(transitions, popularity, last, exclude, k)
     backends = [config.retriever.backend if name == "retriever" else name
