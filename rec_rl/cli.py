@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl eval [CONFIG] [key=value ...]`, `rec-rl config [CONFIG] [key=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,eval,config} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ def _split_args(values: list[str]) -> tuple[str | None, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rec-rl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in [("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
+    for name, text in [("train", "GRPO fine-tuning of the policy; writes curves, checkpoints and a before/after table"),
+                       ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
                        ("config", "print the resolved config, or every key with its help (--keys)")]:
         command = commands.add_parser(name, help=text)
         command.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.path=value ...]")
+        if name == "train":
+            command.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
         if name == "config":
             command.add_argument("--keys", action="store_true", help="list every key, its default and meaning")
     options = parser.parse_args(argv)
@@ -33,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             import yaml
 
             print("\n".join(describe()) if options.keys else yaml.safe_dump(to_dict(config), sort_keys=False))
+        elif options.command == "train":
+            from rec_rl.training.run import train
+
+            print(train(config, resume=options.resume))
+            print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
         elif options.command == "eval":
             from rec_rl.evaluation.run import run_eval
 

