@@ -48,7 +48,7 @@ class DataConfig:
         "esci: product fields appended to the title in the text retrievers index, e.g. [product_description]."))
     locale: str | None = field(default=None, **_help("esci: keep only this product_locale (e.g. us)."))
     valid_fraction: float = field(default=0.1, **_help("esci: share of train queries held out as valid."))
-    history_len: int = field(default=10, **_help(
+    history_len: int = field(default=5, **_help(
         "sequential: how many of the user's most recent item titles a row carries for prompts and queries."))
     drop_history: bool = field(default=True, **_help(
         "sequential: drop the user's own history items from every ranking (evaluation and rewards)."))
@@ -116,7 +116,7 @@ class PolicyConfig:
         "LoRA dropout; 0 keeps the policy's log-probabilities identical in generation and training."))
     lora_target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS), **_help(
         "Module names that get adapters (Llama/SmolLM2 names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)."))
-    lora_layers: list[int] | None = field(default=None, **_help(
+    lora_layers: list[int] | None = field(default_factory=lambda: [-4, -3, -2, -1], **_help(
         "Decoder layer indices that get adapters (negative counts from the top: [-4,-3,-2,-1] is the top 4); "
         "null: all. Adapters on the top layers only let backward stop early."))
     cache_dir: str | None = field(default=None, **_help(
@@ -125,10 +125,10 @@ class PolicyConfig:
 
 # rec-rl's CPU defaults for TRL's GRPOConfig; `train.grpo` entries in YAML are merged over these.
 GRPO_DEFAULTS = {
-    "max_steps": 40,
-    "learning_rate": 1e-4,
+    "max_steps": 36,
+    "learning_rate": 2e-4,
     "num_generations": 8,
-    "per_device_train_batch_size": 32,  # completions per step: 4 prompts x 8 generations
+    "per_device_train_batch_size": 16,  # completions per step: 2 prompts x 8 generations
     "gradient_accumulation_steps": 1,
     "max_completion_length": 24,
     "temperature": 1.0,
@@ -156,16 +156,16 @@ class TrainConfig:
     template: str = field(default="history_query", **_help(
         "Prompt template name (rec_rl/prompts.py): history_query, history_query_short, history_query_tags, "
         "search_rewrite."))
-    max_title_chars: int = field(default=120, **_help("History titles are cut to this many characters in prompts."))
+    max_title_chars: int = field(default=80, **_help("History titles are cut to this many characters in prompts."))
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
         "time and earn nothing."))
     grpo: dict = field(default_factory=dict, **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
-    valid_rows: int = field(default=200, **_help("Fixed validation users evaluated every eval_every steps."))
+    valid_rows: int = field(default=64, **_help("Fixed validation users evaluated every eval_every steps."))
     eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
-    test_rows: int | None = field(default=1000, **_help(
+    test_rows: int | None = field(default=400, **_help(
         "Test rows for the before/after table (null: the whole split)."))
     eval_batch_size: int = field(default=32, **_help("Prompts per generate call in evaluation."))
     wandb_project: str = field(default="rec-rl", **_help("wandb project."))

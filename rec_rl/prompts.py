@@ -2,8 +2,12 @@
 
 A prompt holds the user's own context only (their recent item titles, or their search query) and,
 for some templates, one worked example whose titles are invented: no catalog text beyond the user's
-own history ever reaches the policy. The chat template of the model is applied by TRL (the prompt is
-a list of messages), so any chat model works.
+own history ever reaches the policy.
+
+`render_prompt` applies the model's own chat template, so any chat model works. A template may
+pre-fill the start of the assistant's answer (`answer_prefix`, e.g. "Query:"): the completion is then
+the query itself, the format cannot be missed, and no worked example is needed to teach it, which
+keeps prompts short (prompt tokens dominate generation and training cost on a CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ class PromptTemplate:
 
     system: str
     user: str  # formatted with {context}
+    parse: str  # how rewards read the query from a completion (rewards.parsing mode)
+    answer_prefix: str = ""  # pre-filled start of the assistant's answer
     example_context: str = ""
     example_answer: str = ""
 
@@ -25,39 +31,41 @@ class PromptTemplate:
 # example teaches the answer format without leaking catalog text or a real answer to copy.
 _EXAMPLE_HISTORY = "- Star Voyager: Dark Orbit - PC\n- Star Voyager II: Frontier (Collector's Edition) - PC"
 
+_HISTORY_SYSTEM = ("You write search queries for a video game store. Read the games a customer bought, "
+                   "then write one short keyword query that finds the next game they will buy.")
+
 TEMPLATES: dict[str, PromptTemplate] = {
-    # Sequential recommendation, implicit route: write a keyword query for the next item.
+    # Sequential recommendation, implicit route: the answer starts pre-filled with "Query:".
     "history_query": PromptTemplate(
-        system=("You write search queries for a video game store. Read the games a customer bought, "
-                "then write one short keyword query that finds the next game they will buy. "
-                "Answer with one line: Query: <keywords>"),
+        system=_HISTORY_SYSTEM,
         user="Games bought, oldest first:\n{context}",
+        parse="plain",
+        answer_prefix="Query:",
+    ),
+    # The same answer format taught by a worked example instead of a pre-fill: a longer prompt.
+    "history_query_example": PromptTemplate(
+        system=_HISTORY_SYSTEM + " Answer with one line: Query: <keywords>",
+        user="Games bought, oldest first:\n{context}",
+        parse="query_line",
         example_context=_EXAMPLE_HISTORY,
         example_answer="Query: star voyager space strategy pc",
-    ),
-    # The same without the worked example: a shorter prompt, so cheaper steps.
-    "history_query_short": PromptTemplate(
-        system=("You write search queries for a video game store. Read the games a customer bought, "
-                "then write one short keyword query that finds the next game they will buy. "
-                "Answer with one line: Query: <keywords>"),
-        user="Games bought, oldest first:\n{context}",
     ),
     # Rec-R1's answer format: reasoning is allowed, the query goes inside <answer> tags.
     "history_query_tags": PromptTemplate(
         system=("You write search queries for a video game store. Read the games a customer bought and "
-                "write a keyword query that finds the next game they will buy. Put the query inside "
-                "<answer> </answer> tags."),
+                "write a keyword query that finds the next game they will buy. Think briefly, then put the "
+                "query inside <answer> </answer> tags."),
         user="Games bought, oldest first:\n{context}",
+        parse="answer_tag",
         example_context=_EXAMPLE_HISTORY,
-        example_answer="<answer>star voyager space strategy pc</answer>",
+        example_answer="A space strategy fan.<answer>star voyager space strategy pc</answer>",
     ),
     # Product search (ESCI): rewrite the shopper's query into a better keyword query.
     "search_rewrite": PromptTemplate(
-        system=("You rewrite shopping searches into keyword queries for a product search engine. "
-                "Answer with one line: Query: <keywords>"),
+        system="You rewrite shopping searches into keyword queries for a product search engine.",
         user="Shopper's search: {context}",
-        example_context="red running shoes for women",
-        example_answer="Query: women red running shoes lightweight trainers",
+        parse="plain",
+        answer_prefix="Query:",
     ),
 }
 
@@ -70,19 +78,35 @@ def user_context(row: dict, max_title_chars: int) -> str:
 
 
 def build_messages(row: dict, template: PromptTemplate, max_title_chars: int = 120) -> list[dict]:
-    """The conversational prompt for one dataset row.
+    """The conversation for one dataset row, ending in the pre-filled assistant answer if the template has one.
 
     Example:
         >>> row = {"history_titles": ["Halo 3", "Gears of War"], "query": ""}
-        >>> [m["role"] for m in build_messages(row, TEMPLATES["history_query"])]
+        >>> [m["role"] for m in build_messages(row, TEMPLATES["history_query_example"])]
         ['system', 'user', 'assistant', 'user']
+        >>> build_messages(row, TEMPLATES["history_query"])[-1]
+        {'role': 'assistant', 'content': 'Query:'}
     """
     messages = [{"role": "system", "content": template.system}]
     if template.example_answer:
         messages += [{"role": "user", "content": template.user.format(context=template.example_context)},
                      {"role": "assistant", "content": template.example_answer}]
     messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars))})
+    if template.answer_prefix:
+        messages.append({"role": "assistant", "content": template.answer_prefix})
     return messages
+
+
+def render_prompt(row: dict, template: PromptTemplate, tokenizer, max_title_chars: int = 120) -> str:
+    """The prompt text the policy continues: `build_messages` through the tokenizer's chat template.
+
+    Rendered here rather than by TRL, because TRL always opens a fresh assistant turn and so cannot
+    continue a pre-filled answer.
+    """
+    messages = build_messages(row, template, max_title_chars)
+    prefilled = bool(template.answer_prefix)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefilled,
+                                         continue_final_message=prefilled)
 
 
 def get_template(name: str) -> PromptTemplate:

@@ -80,8 +80,8 @@ def plot_curves(events: list[dict], path: Path, title: str) -> None:
         smooth = [sum(e["reward"] for e in train[max(0, i - window + 1):i + 1]) / len(train[max(0, i - window + 1):i + 1])
                   for i in range(len(train))]
         left.plot(steps, smooth, label=f"reward ({window}-step mean)")
+        left.legend(loc="best")
     left.set(xlabel="step", ylabel="mean reward", title="training reward")
-    left.legend(loc="best")
     if valid:
         metrics = [key for key in valid[0] if "@" in key]
         for key in metrics:

@@ -10,9 +10,10 @@ from rewards.parsing import PARSE_MODES
 
 @dataclass
 class RewardConfig:
-    parse: str = field(default="query_line", **_help(
+    parse: str | None = field(default=None, **_help(
         "How the query is read from a completion: the whole text, the last <answer>...</answer> (Rec-R1), "
-        "or the line starting with 'Query:' (rec-rl's prompts).", choices=PARSE_MODES))
+        "or the line starting with 'Query:'; null: the answer format of the prompt template (train.template).",
+        choices=PARSE_MODES))
     k: int = field(default=1000, **_help(
         "Ranking depth the reward is computed at (NDCG@k, Recall@k); deep enough that an untrained policy "
         "sometimes reaches the target (Rec-R1 trained sequential recommendation at 5000)."))

@@ -98,6 +98,8 @@ class RetrievalScorer:
     def from_config(cls, retriever: Retriever, catalog: Catalog, config: RewardConfig,
                     drop_excluded: bool = True) -> RetrievalScorer:
         """A scorer with the parse mode, depth, format penalty and query cut of `config`."""
+        if config.parse is None:
+            raise ValueError("reward.parse is null: resolve it from the prompt template first")
         return cls(retriever, catalog, config.parse, config.k, config.format_penalty, config.max_query_words,
                    drop_excluded)
 

@@ -308,7 +308,7 @@ def test_query_length_and_length_penalty():
 
 
 def test_build_reward_functions(catalog):
-    scorer = RetrievalScorer.from_config(WordOverlapRetriever(catalog), catalog, RewardConfig(k=5))
+    scorer = RetrievalScorer.from_config(WordOverlapRetriever(catalog), catalog, RewardConfig(parse="query_line", k=5))
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "query_length"] and weights == [1.0, 0.0, 0.0]
     spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, log_query_length=False)

@@ -17,9 +17,9 @@ from rewards.parsing import extract_query
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int, batch_size: int,
+def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
              desc: str = "generate") -> tuple[list[str], int]:
-    """Greedy completions of conversational `prompts` through the tokenizer's chat template.
+    """Greedy completions of rendered `prompts` (see `rec_rl.prompts.render_prompt`).
 
     Returns the completion texts and the number of tokens generated (up to each completion's end).
     Generation stops at any id in `model.generation_config.eos_token_id`, as in training.
@@ -31,9 +31,8 @@ def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: in
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
-        chats = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start:start + batch_size]]
-        inputs = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        batch = list(prompts[start:start + batch_size])
+        inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id)
         for ids in output[:, inputs["input_ids"].shape[1]:].tolist():
@@ -44,7 +43,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: in
     return texts, generated
 
 
-def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[list[dict]], retriever: Retriever,
+def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
                     batch_size: int) -> tuple[SystemResult, list[str]]:
     """Full-catalog NDCG@k/Recall@k of the policy's greedy queries on `rows`; also returns the queries."""

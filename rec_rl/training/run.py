@@ -28,7 +28,7 @@ from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.evaluation.report import SystemResult, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
 from rec_rl.policy import load_policy, lora_config, newline_token_ids, resolve_model_path
-from rec_rl.prompts import build_messages, get_template
+from rec_rl.prompts import get_template, render_prompt
 from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from retrievers import build_retriever
@@ -59,10 +59,10 @@ def grpo_args(config: RunConfig, run_dir: Path):
         raise ConfigError(f"train.grpo: {error}") from None
 
 
-def prompt_rows(rows, config: RunConfig) -> datasets.Dataset:
-    """The GRPO dataset: a conversational `prompt` per row, plus the columns the reward functions read."""
+def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
+    """The GRPO dataset: the rendered `prompt` per row, plus the columns the reward functions read."""
     template = get_template(config.train.template)
-    prompts = [build_messages(row, template, config.train.max_title_chars) for row in rows]
+    prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
     return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
 
 
@@ -99,8 +99,7 @@ def check_reward_signal(reward_funcs, prompts, reference_queries: list[str], pol
     main_reward = reward_funcs[0]
 
     def rewards_of(completions: list[str]) -> np.ndarray:
-        chat = [[{"role": "assistant", "content": c}] for c in completions]
-        return np.array(main_reward(prompts=prompts, completions=chat, **columns))
+        return np.array(main_reward(prompts=prompts, completions=completions, **columns))
 
     reference = rewards_of([format_answer(q, parse_mode) for q in reference_queries])
     if len(set(reference.tolist())) == 1:
@@ -159,11 +158,13 @@ def train(config: RunConfig, resume: bool = False) -> str:
     train_rows = task.split("train")
     valid_rows = task.split("valid", config.train.valid_rows, config.seed)
     test_rows = task.split("test", config.train.test_rows, config.seed)
-    train_set, valid_set, test_set = (prompt_rows(r, config) for r in (train_rows, valid_rows, test_rows))
-    scorer = RetrievalScorer.from_config(retriever, task.catalog, config.reward)
-    reward_funcs, reward_weights = build_reward_functions(scorer, config.reward)
+    train_set, valid_set, test_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, test_rows))
+    # The prompt template fixes the answer format unless reward.parse overrides it.
+    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
+    scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
+    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
     args.reward_weights = reward_weights
-    eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=config.reward.parse, ks=config.eval.ks,
+    eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size)
     log = MetricsLog(run_dir / "metrics.jsonl")
 
@@ -183,7 +184,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
                                          "info": base.info, "examples": base_completions[:20]}))
         first = test_rows.select(range(min(64, len(test_rows))))
         startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)], trivial_queries(task, first, config),
-                                      base_completions[:len(first)], first, config.reward.parse)
+                                      base_completions[:len(first)], first, reward_config.parse)
         log.write({"kind": "valid", "step": 0, **validate(model), **startup})
 
     from rec_rl.training.trainer import TimedGRPOTrainer

@@ -1,0 +1,63 @@
+"""Prompts carry the user's own context only: no catalog text beyond the user's history reaches the policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from rec_rl.config import load_config
+from rec_rl.data import load_task
+from rec_rl.policy import tiny_policy
+from rec_rl.prompts import TEMPLATES, build_messages, get_template, render_prompt
+from rewards.parsing import extract_query
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_policy(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_no_catalog_text_beyond_the_users_history(name, tokenizer):
+    task = load_task(load_config().data)
+    titles = {title.lower() for title in task.catalog.titles if len(title) >= 8}
+    rows = task.split("test", 200, seed=1)
+    for row in rows:
+        prompt = render_prompt(row, get_template(name), tokenizer, max_title_chars=10_000).lower()
+        own = {task.catalog.titles[task.catalog.row_of[i]].lower() for i in row["history_item_ids"][-len(row["history_titles"]):]}
+        for title in sorted(own, key=len, reverse=True):  # longest first: one title may contain another
+            assert title in prompt  # the user's own recent titles are there ...
+            prompt = prompt.replace(title, " ")
+        leaked = [title for title in titles if title in prompt]
+        assert not leaked, f"{name}: catalog titles in the prompt beyond the user's history: {leaked[:3]}"
+        target = task.catalog.titles[task.catalog.row_of[row["target_item_ids"][0]]].lower()
+        assert target not in prompt or target in own
+
+
+def test_prefilled_answer_is_continued(tokenizer):
+    row = {"history_titles": ["Halo 3", "Gears of War"], "query": ""}
+    template = TEMPLATES["history_query"]
+    prompt = render_prompt(row, template, tokenizer)
+    assert prompt.endswith("<|im_start|>assistant\nQuery:")  # continued, not closed and reopened
+    assert extract_query(" halo gears xbox", template.parse).text == "halo gears xbox"
+
+
+def test_example_template_teaches_the_format_its_parser_reads(tokenizer):
+    template = TEMPLATES["history_query_example"]
+    messages = build_messages({"history_titles": ["Halo 3"], "query": ""}, template)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert extract_query(template.example_answer, template.parse).well_formed
+    assert render_prompt({"history_titles": ["Halo 3"], "query": ""}, template, tokenizer).endswith("<|im_start|>assistant\n")
+
+
+def test_long_titles_are_cut_and_search_rows_use_the_query(tokenizer):
+    long_row = {"history_titles": ["x" * 500], "query": ""}
+    assert "x" * 81 not in render_prompt(long_row, TEMPLATES["history_query"], tokenizer, max_title_chars=80)
+    search = render_prompt({"history_titles": [], "query": "usb c cable"}, TEMPLATES["search_rewrite"], tokenizer)
+    assert "Shopper's search: usb c cable" in search
+
+
+def test_unknown_template_lists_the_known_ones():
+    with pytest.raises(KeyError, match="history_query"):
+        get_template("nope")
