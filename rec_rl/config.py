@@ -118,7 +118,8 @@ class PolicyConfig:
         "Module names that get adapters (Llama/SmolLM2 names: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)."))
     lora_layers: list[int] | None = field(default_factory=lambda: [-4, -3, -2, -1], **_help(
         "Decoder layer indices that get adapters (negative counts from the top: [-4,-3,-2,-1] is the top 4); "
-        "null: all. Adapters on the top layers only let backward stop early."))
+        "null: all. Adapters on the top layers only let backward stop early. Indices beyond the model's depth "
+        "are an error (policy.model=tiny has 2 layers: use [-1] or null)."))
     cache_dir: str | None = field(default=None, **_help(
         "Where the converted policy is cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
 
@@ -160,12 +161,12 @@ class TrainConfig:
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
         "time and earn nothing."))
-    grpo: dict = field(default_factory=dict, **_help(
+    grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
     valid_rows: int = field(default=64, **_help("Fixed validation users evaluated every eval_every steps."))
     eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
-    test_rows: int | None = field(default=400, **_help(
+    test_rows: int | None = field(default=320, **_help(
         "Test rows for the before/after table (null: the whole split)."))
     eval_batch_size: int = field(default=32, **_help("Prompts per generate call in evaluation."))
     wandb_project: str = field(default="rec-rl", **_help("wandb project."))
@@ -224,6 +225,8 @@ def _build(cls, values, prefix: str, source: str):
         if name not in fields:
             raise ConfigError(f"{source}: unknown key {key!r}; {prefix or 'top level'} has {sorted(fields)}")
         kwargs[name] = _check_value(value, hints[name], key, source)
+        if hints[name] is dict:  # a mapping section merges over its defaults instead of replacing them
+            kwargs[name] = {**fields[name].default_factory(), **kwargs[name]}
         choices = fields[name].metadata.get("choices")
         checked = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
         for item in checked:

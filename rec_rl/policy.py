@@ -31,11 +31,11 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from rec_rl.config import DEFAULT_MODEL, LLAMA_PROJECTIONS, ConfigError, PolicyConfig
+from rec_rl.cache import build_atomically, cache_root
+from rec_rl.config import DEFAULT_MODEL, ConfigError, PolicyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +52,6 @@ TINY_ARCHITECTURE = dict(hidden_size=64, intermediate_size=128, num_hidden_layer
 
 # --------------------------------------------------------------------------------------------------
 # Locating and caching
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `cache_dir`, else $REC_RL_CACHE, else ~/.cache/rec-rl (as the index cache)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("REC_RL_CACHE"):
-        return Path(os.environ["REC_RL_CACHE"]).expanduser()
-    return Path.home() / ".cache" / "rec-rl"
 
 
 def default_gguf_path() -> Path:
@@ -96,31 +87,23 @@ def _complete(folder: Path) -> bool:
 
 
 def _cached_folder(entry: Path, build: Callable[[Path], dict], what: str) -> Path:
-    """`entry` if complete, else built by `build(temporary)` and renamed into place atomically."""
+    """`entry` if complete, else built by `build(folder)` (which returns manifest facts) atomically."""
     if _complete(entry):
         return entry
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    temporary = entry.with_name(f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    temporary.mkdir()
-    try:
-        started = time.perf_counter()
-        logger.info("converting %s into %s (once)", what, entry)
-        info = build(temporary)
+    if entry.exists():  # a folder someone else left half-written by hand
+        shutil.rmtree(entry, ignore_errors=True)
+
+    def build_with_manifest(folder: Path) -> None:
         import transformers
 
+        started = time.perf_counter()
+        logger.info("converting %s into %s (once)", what, entry)
+        info = build(folder)
         manifest = {"format_version": FORMAT_VERSION, "source": what, "transformers": transformers.__version__,
                     "seconds": round(time.perf_counter() - started, 2), **info}
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if entry.exists() and not _complete(entry):  # a folder someone else left half-written by hand
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            temporary.rename(entry)
-        except OSError:
-            if not _complete(entry):
-                raise
-            # Another process finished the same entry first: keep theirs.
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+    build_atomically(entry, build_with_manifest)
     return entry
 
 

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from rec_rl.cache import build_atomically, cache_root
 from rec_rl.data.catalog import Catalog
 
 logger = logging.getLogger(__name__)
@@ -37,15 +38,6 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 STALE_BUILD_SECONDS = 24 * 3600  # a temporary build folder this old belongs to a crashed build
 _CHUNK = 1 << 20
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `cache_dir`, else $REC_RL_CACHE, else ~/.cache/rec-rl."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("REC_RL_CACHE"):
-        return Path(os.environ["REC_RL_CACHE"]).expanduser()
-    return Path.home() / ".cache" / "rec-rl"
 
 
 def settings_hash(settings: dict) -> str:
@@ -123,27 +115,18 @@ def _remove_stale_builds(path: Path) -> None:
 
 def _build_entry(path: Path, kind: str, catalog: Catalog, settings: dict,
                  build: Callable[[Path], None]) -> None:
-    """Build into a temporary sibling folder, write its manifest, and rename it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Build the index with its manifest into `path`, atomically."""
     _remove_stale_builds(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    temporary.mkdir()
-    try:
+
+    def build_with_manifest(folder: Path) -> None:
         started = time.perf_counter()
-        build(temporary)
+        build(folder)
         manifest = {"kind": kind, "catalog_hash": catalog.content_hash, "catalog_size": len(catalog),
                     "settings": settings, "settings_hash": settings_hash(settings),
-                    "build_seconds": round(time.perf_counter() - started, 3),
-                    "files": file_hashes(temporary)}
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        try:
-            temporary.rename(path)
-        except OSError:
-            if not path.exists():
-                raise
-            # Another process finished the same entry first; keep theirs (checked by the caller).
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+                    "build_seconds": round(time.perf_counter() - started, 3), "files": file_hashes(folder)}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+
+    build_atomically(path, build_with_manifest)
 
 
 def cached_index(kind: str, catalog: Catalog, settings: dict, build: Callable[[Path], None],

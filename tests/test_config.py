@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rec_rl.cli import main
-from rec_rl.config import ConfigError, RunConfig, describe, load_config
+from rec_rl.config import GRPO_DEFAULTS, ConfigError, RunConfig, describe, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ def test_overrides_are_parsed_as_yaml():
                                 "retriever.k1=1", "train.grpo.beta=0.04"])
     assert config.retriever.backend == "dense" and config.eval.ks == [5, 20] and config.data.path is None
     assert config.retriever.k1 == 1.0 and isinstance(config.retriever.k1, float)
-    assert config.train.grpo == {"beta": 0.04}
+    assert config.train.grpo == {**GRPO_DEFAULTS, "beta": 0.04}  # merged over the defaults, not replacing them
 
 
 @pytest.mark.parametrize("override, message", [

@@ -152,7 +152,7 @@ def test_lora_only_on_chosen_layers(tiny):
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".layers.1." in name and "lora_" in name for name in trainable)
     assert {name.split(".layers.1.self_attn.")[1].split(".")[0] for name in trainable} == {"q_proj", "v_proj"}
-    assert lora_config(PolicyConfig(model=str(tiny))).layers_to_transform is None
+    assert lora_config(PolicyConfig(model=str(tiny), lora_layers=None)).layers_to_transform is None
     assert lora_config(PolicyConfig(model=str(tiny), lora=False)) is None
     with pytest.raises(ConfigError, match=r"policy\.lora_layers"):
         lora_config(PolicyConfig(model=str(tiny), lora_layers=[2]))

@@ -27,18 +27,22 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"  # decoder-only models continue from the right end
-    texts, generated = [], 0
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
-        batch = list(prompts[start:start + batch_size])
-        inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    # Batches of similar length waste little compute on padding; results go back in prompt order.
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    texts, generated = [""] * len(prompts), 0
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        batch = order[start:start + batch_size]
+        inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                           add_special_tokens=False).to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id)
-        for ids in output[:, inputs["input_ids"].shape[1]:].tolist():
-            end = next((i for i, token in enumerate(ids) if token in eos), len(ids))
+        for i, ids in zip(batch, output[:, inputs["input_ids"].shape[1]:].tolist()):
+            end = next((j for j, token in enumerate(ids) if token in eos), len(ids))
             generated += min(end + 1, len(ids))
-            texts.append(tokenizer.decode(ids[:end], skip_special_tokens=True))
+            texts[i] = tokenizer.decode(ids[:end], skip_special_tokens=True)
     model.train(was_training)
     return texts, generated
 

@@ -20,14 +20,14 @@ import datasets
 import numpy as np
 import yaml
 
-from rec_rl.config import GRPO_DEFAULTS, ConfigError, RunConfig, to_dict
+from rec_rl.config import ConfigError, RunConfig, to_dict
 from rec_rl.data import TaskData, load_task
 from rec_rl.evaluation.baselines import last_titles_query
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.evaluation.report import SystemResult, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
-from rec_rl.policy import load_policy, lora_config, newline_token_ids, resolve_model_path
+from rec_rl.policy import load_policy, lora_config, newline_token_ids
 from rec_rl.prompts import get_template, render_prompt
 from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
@@ -39,16 +39,16 @@ REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
 
 
 def grpo_args(config: RunConfig, run_dir: Path):
-    """TRL's GRPOConfig from rec-rl's defaults merged with `train.grpo`; unknown keys name `train.grpo.<key>`."""
+    """TRL's GRPOConfig from `train.grpo` (rec-rl's defaults merged with the user's); unknown keys name `train.grpo.<key>`."""
     from trl import GRPOConfig
 
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    values = {**GRPO_DEFAULTS, **config.train.grpo}
-    for key in config.train.grpo:
+    values = config.train.grpo
+    for key in values:
         if key not in known:
             raise ConfigError(f"unknown key 'train.grpo.{key}': not a field of trl.GRPOConfig")
     for key in ("output_dir", "use_cpu", "seed"):
-        if key in config.train.grpo:
+        if key in values:
             raise ConfigError(f"train.grpo.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
     import torch
 
@@ -148,7 +148,6 @@ def train(config: RunConfig, resume: bool = False) -> str:
 
     task = load_task(config.data)
     retriever = build_retriever(config.retriever, task.catalog)
-    model_path = resolve_model_path(config.policy)
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
         eos = model.generation_config.eos_token_id
@@ -189,7 +188,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
 
     from rec_rl.training.trainer import TimedGRPOTrainer
 
-    title = f"{Path(str(model_path)).name} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
+    title = f"{config.policy.model} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
     trainer = TimedGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
         peft_config=lora_config(config.policy),
