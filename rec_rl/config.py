@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,21 @@ from rewards.config import RewardConfig
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `5e-4` as a string (it wants `5.0e-4`); learning rates are written the short way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_yaml(text: str):
+    """YAML with scientific notation read as floats."""
+    return yaml.load(text, Loader=_Loader)
 
 
 
@@ -258,14 +274,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.exists():
             raise ConfigError(f"{path}: config file not found")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = parse_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML ({error})") from None
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.path=value")
         key, raw = override.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        _set_path(tree, key.strip(), parse_yaml(raw) if raw.strip() else None)
     return _build(RunConfig, tree, "", source)
 
 

@@ -18,10 +18,12 @@ def test_default_yaml_spells_out_the_defaults():
 
 def test_overrides_are_parsed_as_yaml():
     config = load_config(None, ["retriever.backend=dense", "eval.ks=[5, 20]", "data.path=null",
-                                "retriever.k1=1", "train.grpo.beta=0.04"])
+                                "retriever.k1=1", "train.grpo.beta=0.04", "train.grpo.learning_rate=5e-4",
+                                "retriever.b=4E-1"])
+    assert config.train.grpo["learning_rate"] == 5e-4 and config.retriever.b == 0.4
     assert config.retriever.backend == "dense" and config.eval.ks == [5, 20] and config.data.path is None
     assert config.retriever.k1 == 1.0 and isinstance(config.retriever.k1, float)
-    assert config.train.grpo == {**GRPO_DEFAULTS, "beta": 0.04}  # merged over the defaults, not replacing them
+    assert config.train.grpo == {**GRPO_DEFAULTS, "beta": 0.04, "learning_rate": 5e-4}  # merged over the defaults
 
 
 @pytest.mark.parametrize("override, message", [

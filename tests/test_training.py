@@ -70,5 +70,7 @@ def test_grpo_knobs_reach_trl_and_typos_name_the_key(tmp_path: Path):
     assert args.max_completion_length == 24 and args.bf16 is False and args.gradient_checkpointing is False
     with pytest.raises(ConfigError, match="train.grpo.num_generation"):
         grpo_args(load_config(None, ["train.grpo.num_generation=4"]), tmp_path)
+    with pytest.raises(ConfigError, match="train.grpo.learning_rate must be a number, got 'fast'"):
+        grpo_args(load_config(None, ["train.grpo.learning_rate=fast"]), tmp_path)
     with pytest.raises(ConfigError, match="train.grpo.output_dir is set by rec-rl"):
         grpo_args(load_config(None, ["train.grpo.output_dir=/x"]), tmp_path)

@@ -42,11 +42,14 @@ def grpo_args(config: RunConfig, run_dir: Path):
     """TRL's GRPOConfig from `train.grpo` (rec-rl's defaults merged with the user's); unknown keys name `train.grpo.<key>`."""
     from trl import GRPOConfig
 
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    known = {f.name: f for f in dataclasses.fields(GRPOConfig)}
     values = config.train.grpo
-    for key in values:
+    for key, value in values.items():
         if key not in known:
             raise ConfigError(f"unknown key 'train.grpo.{key}': not a field of trl.GRPOConfig")
+        default = known[key].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+            raise ConfigError(f"train.grpo.{key} must be a number, got {value!r}")
     for key in ("output_dir", "use_cpu", "seed"):
         if key in values:
             raise ConfigError(f"train.grpo.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
