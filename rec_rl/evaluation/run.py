@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,19 +64,20 @@ def baseline_rankers(config: RunConfig, task: TaskData, rows) -> dict[str, Calla
     for backend in dict.fromkeys(backends):
         settings = dataclasses.replace(config.retriever, backend=backend)
         label = f"bm25[{settings.engine}]" if backend == "bm25" else f"dense[{settings.index}]"
+        # Built on first use and shared by this backend's rankers, so an unused backend builds no index.
+        retriever = functools.cache(functools.partial(build_retriever, settings, catalog))
         if task.kind == "sequential":
             for n in config.eval.query_titles:
                 queries = [last_titles_query(titles, n) for titles in rows["history_titles"]]
-                rankers[f"{label} last-{n} titles"] = _retrieval_ranker(settings, catalog, queries)
+                rankers[f"{label} last-{n} titles"] = _retrieval_ranker(retriever, queries)
         else:
-            rankers[f"{label} query"] = _retrieval_ranker(settings, catalog, list(rows["query"]))
+            rankers[f"{label} query"] = _retrieval_ranker(retriever, list(rows["query"]))
     return rankers
 
 
-def _retrieval_ranker(settings, catalog: Catalog, queries: list[str]):
+def _retrieval_ranker(retriever: Callable[[], Retriever], queries: list[str]):
     def rank(k: int, exclude: list[list[int]]) -> SearchResult:
-        # Built on first use, so that a ranker that is never called builds no index.
-        return search_all(build_retriever(settings, catalog), queries, k, exclude, "search")
+        return search_all(retriever(), queries, k, exclude, "search")
     return rank
 
 
