@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl {train,eval,config} [CONFIG.yaml] [key.path=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,eval,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in [("train", "GRPO fine-tuning of the policy; writes curves, checkpoints and a before/after table"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
-                       ("config", "print the resolved config, or every key with its help (--keys)")]:
+                       ("config", "print the resolved config, or every key with its help (--keys)"),
+                       ("policy-path", "print the local model folder of policy.model, converting it once if needed "
+                                       "(what `trl vllm-serve --model` takes)")]:
         command = commands.add_parser(name, help=text)
         command.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.path=value ...]")
         if name == "train":
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(train(config, resume=options.resume))
             print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
+        elif options.command == "policy-path":
+            from rec_rl.policy import resolve_model_path
+
+            print(resolve_model_path(config.policy))
         elif options.command == "eval":
             from rec_rl.evaluation.run import run_eval
 

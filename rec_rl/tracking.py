@@ -40,14 +40,17 @@ class MetricsLog:
     """Append-only `metrics.jsonl`: one JSON object per logged event, each with its `step`.
 
     `truncate_after(step)` drops events past a checkpoint's step, so that a resumed run neither
-    duplicates nor loses steps.
+    duplicates nor loses steps. With `writable=False` (every process but the first of a multi-process
+    run) writes are dropped and reads still see the file.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, writable: bool = True):
+        self.path, self.writable = path, writable
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, event: dict) -> None:
+        if not self.writable:
+            return
         clean = {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
                  for key, value in event.items()}
         with self.path.open("a") as handle:
@@ -59,6 +62,8 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def truncate_after(self, step: int) -> None:
+        if not self.writable:
+            return
         kept = [event for event in self.read() if event.get("step", 0) <= step]
         self.path.write_text("".join(json.dumps(event) + "\n" for event in kept))
 

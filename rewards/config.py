@@ -19,6 +19,9 @@ class RewardConfig:
         "sometimes reaches the target (Rec-R1 trained sequential recommendation at 5000)."))
     ndcg_weight: float = field(default=1.0, **_help("Weight of the NDCG@k reward (0: logged only)."))
     recall_weight: float = field(default=0.0, **_help("Weight of the Recall@k reward (0: logged only)."))
+    mrr_weight: float = field(default=0.0, **_help(
+        "Weight of the MRR@k reward, 1/rank of the first target (0: logged only): as dense as NDCG@k, "
+        "since any hit in the top k scores, but it weighs the top ranks the way NDCG@10 does."))
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))

@@ -13,7 +13,7 @@ Example:
     >>> scorer = RetrievalScorer(retriever, catalog, parse_mode="query_line", k=1000)  # doctest: +SKIP
     >>> funcs, weights = build_reward_functions(scorer, RewardConfig())               # doctest: +SKIP
     >>> [f.__name__ for f in funcs], weights                                          # doctest: +SKIP
-    (['ndcg@1000', 'recall@1000', 'query_length'], [1.0, 0.0, 0.0])
+    (['ndcg@1000', 'recall@1000', 'mrr@1000', 'query_length'], [1.0, 0.0, 0.0, 0.0])
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("ndcg", "recall")
+# The reward metrics. "mrr" is 1/rank of the first target within k: nearly as dense as NDCG@1000
+# (any hit in the top k scores) but it weighs the top ranks like NDCG@10 does.
+METRICS = ("ndcg", "recall", "mrr")
 
 
 @dataclass
@@ -178,7 +180,7 @@ class RetrievalScorer:
                 gains: Sequence[Sequence[float]] | None = None,
                 exclude_item_ids: Sequence[Sequence[str]] | None = None,
                 log_metric: Callable[[str, float], None] | None = None) -> list[float]:
-        """`metric`@k ("ndcg" or "recall") of each completion's ranking; `format_penalty` where unscored."""
+        """`metric`@k ("ndcg", "recall" or "mrr") of each completion's ranking; `format_penalty` where unscored."""
         if metric not in METRICS or not 1 <= k <= self.k:
             raise ValueError(f"cannot score {metric}@{k} with a scorer searching {self.k} deep")
         if len(target_item_ids) != len(completions) or (gains is not None and len(gains) != len(completions)):
@@ -186,12 +188,15 @@ class RetrievalScorer:
                              + ("" if gains is None else f" and {len(gains)} gain lists"))
         batch = self.retrieve(completions, exclude_item_ids, log_metric)
         targets = [target_rows(ids, self.catalog.row_of) for ids in target_item_ids]
-        values = ranking_metrics(batch.rows, targets, gains, [k])[f"{metric}@{k}"]
+        if metric == "mrr":
+            values = ranking_metrics(batch.rows[:, :k], targets, gains, [k])["mrr"]
+        else:
+            values = ranking_metrics(batch.rows, targets, gains, [k])[f"{metric}@{k}"]
         return np.where(batch.scored, values, self.format_penalty).tolist()
 
 
 class RetrievalReward:
-    """NDCG@k or Recall@k of the ranking the completion's query retrieves (a TRL reward function).
+    """NDCG@k, Recall@k or MRR@k of the ranking the completion's query retrieves (a TRL reward function).
 
     Example:
         >>> reward = RetrievalReward(scorer, "ndcg", k=1000)                        # doctest: +SKIP
@@ -223,6 +228,11 @@ def ndcg_reward(scorer: RetrievalScorer, k: int | None = None) -> RetrievalRewar
 def recall_reward(scorer: RetrievalScorer, k: int | None = None) -> RetrievalReward:
     """Recall@k reward (k defaults to the scorer's depth)."""
     return RetrievalReward(scorer, "recall", k)
+
+
+def mrr_reward(scorer: RetrievalScorer, k: int | None = None) -> RetrievalReward:
+    """MRR@k reward, 1/rank of the first target in the top k (k defaults to the scorer's depth)."""
+    return RetrievalReward(scorer, "mrr", k)
 
 
 class QueryLength:
@@ -265,15 +275,15 @@ class LengthPenalty:
 def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple[list, list[float]]:
     """Reward functions and their weights (GRPOConfig.reward_weights) for `spec`.
 
-    NDCG@k and Recall@k are always both returned (one search serves both; weight 0 only logs);
-    the one with a nonzero weight comes first, since callers treat the first as the main reward.
+    NDCG@k, Recall@k and MRR@k are always all returned (one search serves them all; weight 0 only
+    logs); those with a nonzero weight come first, since callers treat the first as the main reward.
     """
-    if spec.ndcg_weight == 0 and spec.recall_weight == 0:
-        raise ValueError("reward.ndcg_weight and reward.recall_weight are both 0: nothing to learn from")
-    retrieval = [(ndcg_reward(scorer, spec.k), spec.ndcg_weight), (recall_reward(scorer, spec.k), spec.recall_weight)]
-    if spec.ndcg_weight == 0:
-        retrieval.reverse()
-    pairs = list(retrieval)
+    weighted = [(metric, getattr(spec, f"{metric}_weight")) for metric in METRICS]
+    if all(weight == 0 for _, weight in weighted):
+        raise ValueError("reward.ndcg_weight, reward.recall_weight and reward.mrr_weight are all 0: "
+                         "nothing to learn from")
+    weighted.sort(key=lambda pair: pair[1] == 0)  # stable: nonzero weights first, in METRICS order
+    pairs = [(RetrievalReward(scorer, metric, spec.k), weight) for metric, weight in weighted]
     if spec.length_penalty:
         pairs.append((LengthPenalty(scorer.parse_mode, spec.max_query_words, spec.length_penalty), 1.0))
     if spec.log_query_length:

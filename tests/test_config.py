@@ -61,3 +61,11 @@ def test_every_key_is_documented():
 def test_cli_reports_config_errors_with_exit_code_2(capsys):
     assert main(["eval", "retriever.backend=elastic"]) == 2
     assert "retriever.backend is 'elastic'" in capsys.readouterr().err
+
+
+def test_cli_policy_path_prints_a_model_folder(capsys):
+    assert main(["policy-path", "policy.model=tiny"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert main(["policy-path", "policy.model=/no/such/model"]) == 2
+    assert "policy.model" in capsys.readouterr().err

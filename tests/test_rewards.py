@@ -19,7 +19,7 @@ from rec_rl.config import describe
 from rec_rl.data.catalog import Catalog
 from retrievers.base import Retriever, SearchResult, rows_result
 from rewards import (LengthPenalty, QueryLength, RetrievalScorer, RewardConfig, build_reward_functions,
-                     completion_text, extract_query, mrr, ndcg_at_k, ndcg_reward, ranking_metrics, recall_at_k,
+                     completion_text, extract_query, mrr, mrr_reward, ndcg_at_k, ndcg_reward, ranking_metrics, recall_at_k,
                      recall_reward, target_rows)
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -266,10 +266,19 @@ def test_one_search_per_batch_with_duplicates_and_memo(catalog):
     for func in funcs:
         func(None, group, log_metric=logged.__setitem__, **kwargs)
     assert retriever.calls == [["halo", "mario kart", "halo"]]  # one call, three distinct pairs
-    assert scorer.stats.search_calls == 1 and scorer.stats.memo_hits == 1
+    assert scorer.stats.search_calls == 1 and scorer.stats.memo_hits == 2  # ndcg searched; recall, mrr memo
     assert scorer.stats.requested == 8 and scorer.stats.searched == 3
     assert scorer.stats.hit_rate == pytest.approx(5 / 8)
     assert logged["retrieval/malformed_rate"] == pytest.approx(1 / 9)
+
+
+def test_mrr_reward_is_the_reciprocal_rank_within_k(catalog):
+    scorer = RetrievalScorer(WordOverlapRetriever(catalog), catalog, "plain", k=4)
+    ranked = scorer.retrieve(["mario kart"]).rows[0].tolist()
+    target = catalog.ids[ranked[1]]  # the second-ranked item
+    assert mrr_reward(scorer)(None, ["mario kart"], target_item_ids=[[target]]) == [0.5]
+    assert mrr_reward(scorer, k=1)(None, ["mario kart"], target_item_ids=[[target]]) == [0.0]
+    assert mrr_reward(scorer)(None, ["mario kart"], target_item_ids=[["not in catalog"]]) == [0.0]
 
 
 def test_conversational_and_plain_completions_get_the_same_reward(catalog):
@@ -310,16 +319,19 @@ def test_query_length_and_length_penalty():
 def test_build_reward_functions(catalog):
     scorer = RetrievalScorer.from_config(WordOverlapRetriever(catalog), catalog, RewardConfig(parse="query_line", k=5))
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5))
-    assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "query_length"] and weights == [1.0, 0.0, 0.0]
+    assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "query_length"]
+    assert weights == [1.0, 0.0, 0.0, 0.0]
     spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, log_query_length=False)
     funcs, weights = build_reward_functions(scorer, spec)
-    assert [f.__name__ for f in funcs] == ["recall@5", "ndcg@5", "length_penalty"] and weights == [1.0, 0.0, 1.0]
+    assert [f.__name__ for f in funcs] == ["recall@5", "ndcg@5", "mrr@5", "length_penalty"] and weights == [1.0, 0.0, 0.0, 1.0]
+    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, ndcg_weight=0.0, mrr_weight=1.0))
+    assert [f.__name__ for f in funcs][:3] == ["mrr@5", "ndcg@5", "recall@5"] and weights[:3] == [1.0, 0.0, 0.0]
     with pytest.raises(ValueError):
         build_reward_functions(scorer, RewardConfig(ndcg_weight=0.0))
     with pytest.raises(ValueError):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
-        "parse", "k", "ndcg_weight", "recall_weight", "format_penalty", "max_query_words", "length_penalty",
+        "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "format_penalty", "max_query_words", "length_penalty",
         "log_query_length"}
 
 
@@ -328,7 +340,7 @@ def test_trl_sees_the_names_and_calls_synchronously(catalog):
 
     scorer = RetrievalScorer(WordOverlapRetriever(catalog), catalog, k=4)
     funcs, _ = build_reward_functions(scorer, RewardConfig(k=4, length_penalty=0.1))
-    assert [get_callable_name(f) for f in funcs] == ["ndcg@4", "recall@4", "length_penalty", "query_length"]
+    assert [get_callable_name(f) for f in funcs] == ["ndcg@4", "recall@4", "mrr@4", "length_penalty", "query_length"]
     assert not any(is_async_callable(f) for f in funcs)
 
 

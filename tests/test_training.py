@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, load_config
-from rec_rl.training.run import grpo_args, train
+from rec_rl.training.run import grpo_args, is_main_process, stop_at_line_end, train
 
 
 def tiny_run(data: Path, run_dir: Path, steps: int, *extra: str):
@@ -52,6 +52,17 @@ def test_train_learns_writes_artefacts_and_resumes(tiny_sequential: Path, tmp_pa
     assert steps == [1, 2, 3], "resume continues from checkpoint-2 without repeating or skipping steps"
 
 
+def test_bm25s_engine_and_mrr_reward_by_override_alone(tiny_sequential: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    train(tiny_run(tiny_sequential, run_dir, 1, "retriever.backend=bm25", "retriever.engine=bm25s",
+                   "reward.ndcg_weight=0", "reward.mrr_weight=1", "train.eval_every=0"))
+    (step,) = [e for e in train_events(run_dir) if e["kind"] == "train"]
+    assert {"rewards/mrr@20/mean", "rewards/ndcg@20/mean", "rewards/recall@20/mean"} <= set(step)
+    # the weighted sum TRL logs as `reward` is the MRR reward alone
+    assert step["reward"] == pytest.approx(step["rewards/mrr@20/mean"])
+    assert "bm25[bm25s]" in (run_dir / "results.md").read_text()
+
+
 def test_train_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_sequential: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigError, match="no checkpoint"):
@@ -74,3 +85,36 @@ def test_grpo_knobs_reach_trl_and_typos_name_the_key(tmp_path: Path):
         grpo_args(load_config(None, ["train.grpo.learning_rate=fast"]), tmp_path)
     with pytest.raises(ConfigError, match="train.grpo.output_dir is set by rec-rl"):
         grpo_args(load_config(None, ["train.grpo.output_dir=/x"]), tmp_path)
+
+
+def test_stop_at_line_end_reaches_transformers_and_vllm_rollouts(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from rec_rl.config import PolicyConfig
+    from rec_rl.policy import load_policy, newline_token_ids
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    newlines = newline_token_ids(tokenizer)
+    eos = model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, list) else [eos]
+    args = SimpleNamespace(use_vllm=False, generation_kwargs=None)
+    stop_at_line_end(model, tokenizer, args)
+    assert newlines and set(model.generation_config.eos_token_id) == set(eos) | set(newlines)
+    assert args.generation_kwargs is None  # transformers rollouts read generation_config
+    args = SimpleNamespace(use_vllm=True, generation_kwargs={"top_k": 50})
+    stop_at_line_end(model, tokenizer, args)
+    assert args.generation_kwargs == {"stop_token_ids": newlines, "top_k": 50}
+
+
+def test_only_the_first_process_writes(monkeypatch, tmp_path: Path):
+    from rec_rl.tracking import MetricsLog
+
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    other = MetricsLog(tmp_path / "metrics.jsonl", writable=False)
+    other.write({"step": 2})
+    other.truncate_after(0)
+    assert other.read() == [{"step": 1}]

@@ -24,10 +24,12 @@ class MetricsLogCallback(TrainerCallback):
 class ValidationCallback(TrainerCallback):
     """Every `every` steps (and after the last), scores the policy's greedy queries on fixed validation rows.
 
-    The result goes to metrics.jsonl, to wandb when a run is active, and refreshes the curves PNG.
+    The result goes to metrics.jsonl, to wandb when a run is active, and refreshes the curves PNG
+    (none when `plot_path` is None: the processes of a multi-process run other than the first).
     """
 
-    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, every: int, plot_path: Path, title: str):
+    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, every: int, plot_path: Path | None,
+                 title: str):
         self.evaluate, self.log, self.every = evaluate, log, every
         self.plot_path, self.title = plot_path, title
 
@@ -41,7 +43,8 @@ class ValidationCallback(TrainerCallback):
                 wandb.log({f"valid/{key}": value for key, value in metrics.items()} | {"train/global_step": state.global_step})
         except ImportError:
             pass
-        plot_curves(self.log.read(), self.plot_path, self.title)
+        if self.plot_path is not None:
+            plot_curves(self.log.read(), self.plot_path, self.title)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:

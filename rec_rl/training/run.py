@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +39,15 @@ from rewards.parsing import format_answer
 REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
 
 
+def is_main_process() -> bool:
+    """True in a single-process run and in the first process of an `accelerate launch` / torchrun run.
+
+    Every process runs the same evaluations (under DeepSpeed ZeRO-3 each holds only a shard of the
+    weights, so generation needs them all in step); only the first writes the run folder.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def grpo_args(config: RunConfig, run_dir: Path):
     """TRL's GRPOConfig from `train.grpo` (rec-rl's defaults merged with the user's); unknown keys name `train.grpo.<key>`."""
     from trl import GRPOConfig
@@ -60,6 +70,22 @@ def grpo_args(config: RunConfig, run_dir: Path):
                           seed=config.seed, **values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"train.grpo: {error}") from None
+
+
+def stop_at_line_end(model, tokenizer, args) -> None:
+    """End every completion at its first line break, in evaluation and in TRL's rollouts.
+
+    The query is one line: without this the policy writes on to the token limit, and training pays
+    for tokens the reward never reads. TRL's transformers rollouts stop at the model's
+    generation_config eos ids; its vLLM rollouts (`args.use_vllm`) sample with vLLM's SamplingParams,
+    which ignore generation_config, so the newline ids also go in `args.generation_kwargs`.
+    """
+    newlines = newline_token_ids(tokenizer)
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
+    model.generation_config.eos_token_id = sorted(set(eos) | set(newlines))
+    if args.use_vllm:
+        args.generation_kwargs = {"stop_token_ids": newlines, **(args.generation_kwargs or {})}
 
 
 def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
@@ -143,7 +169,9 @@ def train(config: RunConfig, resume: bool = False) -> str:
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"train.run_dir {str(run_dir)!r} already holds a run; pass --resume or choose another run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    main = is_main_process()
+    if main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     args = grpo_args(config, run_dir)
     mode = configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode)
     if mode == "disabled":
@@ -153,9 +181,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
     retriever = build_retriever(config.retriever, task.catalog)
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
-        eos = model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        model.generation_config.eos_token_id = sorted(set(eos) | set(newline_token_ids(tokenizer)))
+        stop_at_line_end(model, tokenizer, args)
 
     train_rows = task.split("train")
     valid_rows = task.split("valid", config.train.valid_rows, config.seed)
@@ -168,7 +194,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size)
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
         result, _ = evaluate_policy("valid", policy, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
@@ -182,8 +208,9 @@ def train(config: RunConfig, resume: bool = False) -> str:
         log.truncate_after(int(checkpoints[-1].name.split("-")[1]))
     else:
         base, base_completions = evaluate_policy("base policy", model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
-        base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
-                                         "info": base.info, "examples": base_completions[:20]}))
+        if main:
+            base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
+                                             "info": base.info, "examples": base_completions[:20]}))
         first = test_rows.select(range(min(64, len(test_rows))))
         startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)], trivial_queries(task, first, config),
                                       base_completions[:len(first)], first, reward_config.parse)
@@ -196,7 +223,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
         peft_config=lora_config(config.policy),
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
-                                                               run_dir / "curves.png", title)])
+                                                               run_dir / "curves.png" if main else None, title)])
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
     train_seconds = time.perf_counter() - started
@@ -204,6 +231,8 @@ def train(config: RunConfig, resume: bool = False) -> str:
 
     trained, trained_completions = evaluate_policy("trained policy", trainer.model, tokenizer, test_rows,
                                                    test_set["prompt"], **eval_kwargs)
+    if not main:
+        return ""
     trivial = trivial_query_result(task, test_rows, retriever, config)
     table, data = results_table(base, trained, trivial, config)
     steps = [e for e in log.read() if e.get("kind") == "train"]
