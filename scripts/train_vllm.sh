@@ -3,20 +3,18 @@
 # install it in a GPU environment, not beside the CPU stack):
 #   scripts/train_vllm.sh colocate [CONFIG.yaml] [key=value ...]   vLLM shares each training GPU
 #   scripts/train_vllm.sh server   [CONFIG.yaml] [key=value ...]   GPU 0 serves, the others train
-# The policy folder vLLM loads is `rec-rl policy-path` (the GGUF default is converted once).
-# Completions still stop at a line break: rec-rl passes the newline ids as vLLM stop_token_ids.
+# Training goes through scripts/train_multi_gpu.sh (DDP). The policy folder vLLM loads is
+# `rec-rl policy-path` (the GGUF default is converted once). Completions still stop at a line break:
+# rec-rl passes the newline ids as vLLM stop_token_ids.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: scripts/train_vllm.sh colocate|server [CONFIG.yaml] [key=value ...]}
 shift
-configs=$(python -c "import pathlib, trl; print(pathlib.Path(trl.__file__).parent / 'accelerate_configs')")
 gpus=${NUM_GPUS:-$(nvidia-smi -L | wc -l)}
-export TOKENIZERS_PARALLELISM=false
-vllm="train.grpo.use_vllm=true train.grpo.vllm_mode=$mode train.grpo.bf16=true"
+vllm="train.grpo.use_vllm=true train.grpo.vllm_mode=$mode"
 case "$mode" in
   colocate)
-    exec accelerate launch --config_file "$configs/multi_gpu.yaml" --num_processes "$gpus" \
-      -m rec_rl.cli train "$@" $vllm ;;
+    NUM_GPUS=$gpus exec scripts/train_multi_gpu.sh multi_gpu "$@" $vllm ;;
   server)
     (( gpus >= 2 )) || { echo "server mode needs 2+ GPUs (one serves); use colocate" >&2; exit 2; }
     model=$(rec-rl policy-path "$@")
@@ -28,7 +26,7 @@ case "$mode" in
       kill -0 $server 2>/dev/null || { echo "trl vllm-serve exited" >&2; exit 1; }
       sleep 5
     done
-    CUDA_VISIBLE_DEVICES=$(seq -s, 1 $((gpus - 1))) accelerate launch --config_file "$configs/multi_gpu.yaml" \
-      --num_processes $((gpus - 1)) -m rec_rl.cli train "$@" $vllm train.grpo.vllm_server_port="$port" ;;
+    CUDA_VISIBLE_DEVICES=$(seq -s, 1 $((gpus - 1))) NUM_GPUS=$((gpus - 1)) \
+      scripts/train_multi_gpu.sh multi_gpu "$@" $vllm train.grpo.vllm_server_port="$port" ;;
   *) echo "unknown mode $mode: colocate or server" >&2; exit 2 ;;
 esac

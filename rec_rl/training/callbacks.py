@@ -25,11 +25,10 @@ class ValidationCallback(TrainerCallback):
     """Every `every` steps (and after the last), scores the policy's greedy queries on fixed validation rows.
 
     The result goes to metrics.jsonl, to wandb when a run is active, and refreshes the curves PNG
-    (none when `plot_path` is None: the processes of a multi-process run other than the first).
+    (only where the log is writable: not in the processes of a multi-process run other than the first).
     """
 
-    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, every: int, plot_path: Path | None,
-                 title: str):
+    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, every: int, plot_path: Path, title: str):
         self.evaluate, self.log, self.every = evaluate, log, every
         self.plot_path, self.title = plot_path, title
 
@@ -43,7 +42,7 @@ class ValidationCallback(TrainerCallback):
                 wandb.log({f"valid/{key}": value for key, value in metrics.items()} | {"train/global_step": state.global_step})
         except ImportError:
             pass
-        if self.plot_path is not None:
+        if self.log.writable:
             plot_curves(self.log.read(), self.plot_path, self.title)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -223,7 +223,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
         peft_config=lora_config(config.policy),
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
-                                                               run_dir / "curves.png" if main else None, title)])
+                                                               run_dir / "curves.png", title)])
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
     train_seconds = time.perf_counter() - started
