@@ -19,7 +19,8 @@ def _split_args(values: list[str]) -> tuple[str | None, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rec-rl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in [("train", "GRPO fine-tuning of the policy; writes curves, checkpoints and a before/after table"),
+    for name, text in [("train", "RL fine-tuning of the policy (GRPO or RLOO through TRL, PPO through verl); writes curves, "
+                                 "checkpoints and a before/after table"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
                        ("config", "print the resolved config, or every key with its help (--keys)"),
                        ("policy-path", "print the local model folder of policy.model, converting it once if needed "
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             from rec_rl.training.run import train
 
             print(train(config, resume=options.resume))
-            print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
+            if config.train.algorithm != "ppo":
+                print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
         elif options.command == "policy-path":
             from rec_rl.policy import resolve_model_path
 

@@ -164,10 +164,47 @@ GRPO_DEFAULTS = {
     "num_completions_to_print": 0,
 }
 
+# rec-rl's CPU defaults for TRL's RLOOConfig (`train.rloo`): GRPO's, less its group-scaling knobs. RLOO's
+# advantage is the reward less the mean of the group's other rewards, unscaled; ranking rewards are small
+# (MRR@1000 ~0.01), so advantages are normalised over the batch to keep the update size near GRPO's.
+RLOO_DEFAULTS = {key: value for key, value in GRPO_DEFAULTS.items() if key not in ("loss_type", "scale_rewards")}
+RLOO_DEFAULTS["normalize_advantages"] = True
+
+# rec-rl's defaults for a verl PPO run (`train.verl`, hydra overrides of verl's ppo_trainer config): one GPU,
+# vLLM rollouts, a critic the size of the policy, GAE. Data, model, reward and output paths are set by
+# rec_rl.ppo.launch; any other verl key can be added here or as `train.verl={"key": value}`.
+VERL_DEFAULTS = {
+    "algorithm.adv_estimator": "gae",
+    "algorithm.kl_ctrl.kl_coef": 0.001,
+    "data.train_batch_size": 64,
+    "data.max_prompt_length": 512,
+    "data.max_response_length": 32,
+    "actor_rollout_ref.actor.optim.lr": 1.0e-6,
+    "actor_rollout_ref.actor.ppo_mini_batch_size": 32,
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 8,
+    "actor_rollout_ref.rollout.name": "vllm",
+    "actor_rollout_ref.rollout.n": 1,
+    "actor_rollout_ref.rollout.temperature": 1.0,
+    "actor_rollout_ref.rollout.gpu_memory_utilization": 0.4,
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": 8,
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": 8,
+    "critic.optim.lr": 1.0e-5,
+    "critic.ppo_micro_batch_size_per_gpu": 8,
+    "trainer.total_training_steps": 200,
+    "trainer.n_gpus_per_node": 1,
+    "trainer.nnodes": 1,
+    "trainer.logger": ["console", "wandb"],
+    "trainer.save_freq": 50,
+    "trainer.test_freq": 50,
+}
+
 
 @dataclass
 class TrainConfig:
-    algorithm: str = field(default="grpo", **_help("RL algorithm (TRL's GRPOTrainer).", choices=("grpo",)))
+    algorithm: str = field(default="grpo", **_help(
+        "RL algorithm: grpo or rloo (TRL's GRPOTrainer / RLOOTrainer, configured by train.grpo / train.rloo), or "
+        "ppo (a learned critic with GAE, run by verl: `rec-rl train` exports the data and launches "
+        "verl.trainer.main_ppo with train.verl's overrides).", choices=("grpo", "rloo", "ppo")))
     run_dir: str = field(default="runs/train", **_help(
         "Run folder: checkpoints, metrics.jsonl, curves.png, results.md, the wandb offline run."))
     template: str = field(default="history_query", **_help(
@@ -180,6 +217,11 @@ class TrainConfig:
     grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
+    rloo: dict = field(default_factory=lambda: dict(RLOO_DEFAULTS), **_help(
+        "Any TRL RLOOConfig field, used when algorithm is rloo; merged over rec-rl's CPU defaults."))
+    verl: dict = field(default_factory=lambda: dict(VERL_DEFAULTS), **_help(
+        "verl (hydra) overrides for algorithm=ppo, as `dotted.key: value`; merged over rec-rl's defaults "
+        "(rec_rl/ppo/launch.py sets data, model and reward paths itself)."))
     valid_rows: int = field(default=64, **_help("Fixed validation users evaluated every eval_every steps."))
     eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
     test_rows: int | None = field(default=320, **_help(

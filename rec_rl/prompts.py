@@ -25,6 +25,7 @@ class PromptTemplate:
     answer_prefix: str = ""  # pre-filled start of the assistant's answer
     example_context: str = ""
     example_answer: str = ""
+    newest_first: bool = False  # list the history newest first, so the titles nearest the answer come first
 
 
 # The worked example's titles are made up (a test checks they match no catalog title), so the
@@ -33,6 +34,8 @@ _EXAMPLE_HISTORY = "- Star Voyager: Dark Orbit - PC\n- Star Voyager II: Frontier
 
 _HISTORY_SYSTEM = ("You write search queries for a video game store. Read the games a customer bought, "
                    "then write one short keyword query that finds the next game they will buy.")
+_RECENT_SYSTEM = ("You write search queries for a video game store. The customer's games are listed newest first. "
+                  "Write one short keyword query that finds the next game they will buy.")
 
 TEMPLATES: dict[str, PromptTemplate] = {
     # Sequential recommendation, implicit route: the answer starts pre-filled with "Query:".
@@ -41,6 +44,15 @@ TEMPLATES: dict[str, PromptTemplate] = {
         user="Games bought, oldest first:\n{context}",
         parse="plain",
         answer_prefix="Query:",
+    ),
+    # As history_query, but newest first: a policy that copies the start of the list copies the most
+    # recent titles, which are the strongest evidence of the next item.
+    "history_query_recent": PromptTemplate(
+        system=_RECENT_SYSTEM,
+        user="{context}",
+        parse="plain",
+        answer_prefix="Query:",
+        newest_first=True,
     ),
     # The same answer format taught by a worked example instead of a pre-fill: a longer prompt.
     "history_query_example": PromptTemplate(
@@ -70,10 +82,11 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 
-def user_context(row: dict, max_title_chars: int) -> str:
+def user_context(row: dict, max_title_chars: int, newest_first: bool = False) -> str:
     """The row's own context: its history titles as a list (each cut to `max_title_chars`), or its query."""
     if row["history_titles"]:
-        return "\n".join(f"- {title[:max_title_chars].strip()}" for title in row["history_titles"])
+        titles = row["history_titles"][::-1] if newest_first else row["history_titles"]
+        return "\n".join(f"- {title[:max_title_chars].strip()}" for title in titles)
     return row["query"]
 
 
@@ -91,7 +104,7 @@ def build_messages(row: dict, template: PromptTemplate, max_title_chars: int = 1
     if template.example_answer:
         messages += [{"role": "user", "content": template.user.format(context=template.example_context)},
                      {"role": "assistant", "content": template.example_answer}]
-    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars))})
+    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars, template.newest_first))})
     if template.answer_prefix:
         messages.append({"role": "assistant", "content": template.answer_prefix})
     return messages

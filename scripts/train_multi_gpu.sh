@@ -12,4 +12,4 @@ configs=$(python -c "import pathlib, trl; print(pathlib.Path(trl.__file__).paren
 gpus=${NUM_GPUS:-$(nvidia-smi -L | wc -l)}
 export TOKENIZERS_PARALLELISM=false
 exec accelerate launch --config_file "$configs/$strategy.yaml" --num_processes "$gpus" \
-  -m rec_rl.cli train "$@" train.grpo.bf16=true
+  -m rec_rl.cli train "$@" train.grpo.bf16=true train.rloo.bf16=true

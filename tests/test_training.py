@@ -9,17 +9,20 @@ import pytest
 from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, load_config
-from rec_rl.training.run import grpo_args, is_main_process, stop_at_line_end, train
+from rec_rl.training.run import is_main_process, stop_at_line_end, train, trainer_args
 
 
-def tiny_run(data: Path, run_dir: Path, steps: int, *extra: str):
+RLOO_CONFIG = Path(__file__).parents[1] / "configs" / "rloo.yaml"
+
+
+def tiny_run(data: Path, run_dir: Path, steps: int, *extra: str, config_file: Path | None = None, section: str = "grpo"):
     # Dense retrieval ranks every item for any query, so even a random policy's rewards vary within a
     # group and GRPO has a gradient to follow.
-    return load_config(None, [
+    return load_config(config_file, [
         f"data.path={data}", "retriever.backend=dense", "policy.model=tiny", "policy.lora_layers=[-1]",
         f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5", "train.eval_every=1",
         "train.wandb_mode=offline", "reward.k=20", "eval.ks=[1, 5]", "eval.bootstrap=50",
-        f"train.grpo={{max_steps: {steps}, per_device_train_batch_size: 4, num_generations: 2, "
+        f"train.{section}={{max_steps: {steps}, per_device_train_batch_size: 4, num_generations: 2, "
         "max_completion_length: 6, save_steps: 1, warmup_steps: 0, learning_rate: 0.01}", *extra])
 
 
@@ -63,6 +66,28 @@ def test_bm25s_engine_and_mrr_reward_by_override_alone(tiny_sequential: Path, tm
     assert "bm25[bm25s]" in (run_dir / "results.md").read_text()
 
 
+def test_rloo_trains_through_the_same_loop(tiny_sequential: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    config = tiny_run(tiny_sequential, run_dir, 2, "train.eval_every=0", config_file=RLOO_CONFIG, section="rloo")
+    assert config.train.algorithm == "rloo" and config.train.rloo["normalize_advantages"] is True
+    markdown = train(config)
+
+    steps = [e for e in train_events(run_dir) if e["kind"] == "train"]
+    assert [e["step"] for e in steps] == [1, 2]
+    assert all("rewards/ndcg@20/mean" in e and "time/generation_s" in e for e in steps)
+    assert markdown.startswith("# rec-rl train: RLOO tiny")
+    adapter = load_file(run_dir / "final" / "adapter_model.safetensors")
+    assert any(t.abs().sum() > 0 for name, t in adapter.items() if "lora_B" in name), "RLOO made no update"
+
+
+def test_rloo_knobs_reach_trl(tmp_path: Path):
+    args = trainer_args(load_config(RLOO_CONFIG, ["train.rloo.beta=0.02"]), tmp_path)
+    assert type(args).__name__ == "RLOOConfig" and args.beta == 0.02 and args.normalize_advantages is True
+    assert args.bf16 is False and args.gradient_checkpointing is False and args.num_generations == 8
+    with pytest.raises(ConfigError, match="unknown key 'train.rloo.loss_type': not a field of trl.RLOOConfig"):
+        trainer_args(load_config(RLOO_CONFIG, ["train.rloo.loss_type=dapo"]), tmp_path)
+
+
 def test_train_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_sequential: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigError, match="no checkpoint"):
@@ -76,15 +101,15 @@ def test_train_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_seq
 def test_grpo_knobs_reach_trl_and_typos_name_the_key(tmp_path: Path):
     config = load_config(None, ["train.grpo.beta=0.04", "train.grpo.loss_type=dr_grpo", "train.grpo.num_generations=4",
                                 "train.grpo.per_device_train_batch_size=8", "train.grpo.scale_rewards=batch"])
-    args = grpo_args(config, tmp_path)
+    args = trainer_args(config, tmp_path)
     assert (args.beta, args.loss_type, args.num_generations, args.scale_rewards) == (0.04, "dr_grpo", 4, "batch")
     assert args.max_completion_length == 24 and args.bf16 is False and args.gradient_checkpointing is False
     with pytest.raises(ConfigError, match="train.grpo.num_generation"):
-        grpo_args(load_config(None, ["train.grpo.num_generation=4"]), tmp_path)
+        trainer_args(load_config(None, ["train.grpo.num_generation=4"]), tmp_path)
     with pytest.raises(ConfigError, match="train.grpo.learning_rate must be a number, got 'fast'"):
-        grpo_args(load_config(None, ["train.grpo.learning_rate=fast"]), tmp_path)
+        trainer_args(load_config(None, ["train.grpo.learning_rate=fast"]), tmp_path)
     with pytest.raises(ConfigError, match="train.grpo.output_dir is set by rec-rl"):
-        grpo_args(load_config(None, ["train.grpo.output_dir=/x"]), tmp_path)
+        trainer_args(load_config(None, ["train.grpo.output_dir=/x"]), tmp_path)
 
 
 def test_stop_at_line_end_reaches_transformers_and_vllm_rollouts(tmp_path: Path):

@@ -1,11 +1,11 @@
-"""`rec-rl train`: GRPO fine-tuning of a query-writing policy against a frozen retriever.
+"""`rec-rl train`: GRPO (or RLOO) fine-tuning of a query-writing policy against a frozen retriever.
 
 The loop, in the order it runs:
 1. load the task, the frozen retriever and the policy (the default is converted once from its GGUF);
 2. build prompts (user context only) and the reward functions (NDCG/Recall of the retrieved list);
 3. score the base policy on the test rows, and the trivial last-titles query beside it;
 4. check that the reward is not constant on real completions (a broken retriever fails here, loudly);
-5. train with TRL's GRPOTrainer, validating every `train.eval_every` steps;
+5. train with TRL's GRPOTrainer (or RLOOTrainer), validating every `train.eval_every` steps;
 6. score the trained policy on the same test rows: results.md with paired bootstrap differences.
 """
 
@@ -33,7 +33,7 @@ from rec_rl.prompts import get_template, render_prompt
 from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from retrievers import build_retriever
-from rewards import RetrievalScorer, build_reward_functions
+from rewards import RetrievalScorer, RewardConfig, build_reward_functions
 from rewards.parsing import format_answer
 
 REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
@@ -48,28 +48,42 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def grpo_args(config: RunConfig, run_dir: Path):
-    """TRL's GRPOConfig from `train.grpo` (rec-rl's defaults merged with the user's); unknown keys name `train.grpo.<key>`."""
-    from trl import GRPOConfig
+def trainer_args(config: RunConfig, run_dir: Path):
+    """TRL's GRPOConfig or RLOOConfig (by `train.algorithm`) from `train.grpo` / `train.rloo`.
 
-    known = {f.name: f for f in dataclasses.fields(GRPOConfig)}
-    values = config.train.grpo
+    rec-rl's defaults are merged with the user's; an unknown key names `train.<algorithm>.<key>`.
+    """
+    from trl import GRPOConfig, RLOOConfig
+
+    algorithm = config.train.algorithm
+    config_class = {"grpo": GRPOConfig, "rloo": RLOOConfig}[algorithm]
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    values = getattr(config.train, algorithm)
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"unknown key 'train.grpo.{key}': not a field of trl.GRPOConfig")
+            raise ConfigError(f"unknown key 'train.{algorithm}.{key}': not a field of trl.{config_class.__name__}")
         default = known[key].default
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
-            raise ConfigError(f"train.grpo.{key} must be a number, got {value!r}")
+            raise ConfigError(f"train.{algorithm}.{key} must be a number, got {value!r}")
     for key in ("output_dir", "use_cpu", "seed"):
         if key in values:
-            raise ConfigError(f"train.grpo.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
+            raise ConfigError(f"train.{algorithm}.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
     import torch
 
     try:
-        return GRPOConfig(output_dir=str(run_dir / "checkpoints"), use_cpu=not torch.cuda.is_available(),
-                          seed=config.seed, **values)
+        return config_class(output_dir=str(run_dir / "checkpoints"), use_cpu=not torch.cuda.is_available(),
+                            seed=config.seed, **values)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"train.grpo: {error}") from None
+        raise ConfigError(f"train.{algorithm}: {error}") from None
+
+
+def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardConfig, list, list[float]]:
+    """The reward config (its parse mode fixed by the prompt template unless `reward.parse` says otherwise),
+    the reward functions and their weights: what every trainer, TRL's or verl's, scores completions with."""
+    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
+    scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
+    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
+    return reward_config, reward_funcs, reward_weights
 
 
 def stop_at_line_end(model, tokenizer, args) -> None:
@@ -161,7 +175,17 @@ def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResu
 
 
 def train(config: RunConfig, resume: bool = False) -> str:
-    """Run the whole job (see the module docstring); return the results markdown."""
+    """Run the whole job (see the module docstring); return the results markdown.
+
+    `train.algorithm=ppo` hands the run to verl instead (`rec_rl.ppo.launch`).
+    """
+    if config.train.algorithm == "ppo":
+        from rec_rl.ppo.launch import run_ppo
+
+        if resume:
+            raise ConfigError("--resume: verl resumes PPO runs itself from train.run_dir's checkpoints "
+                              "(verl's trainer.resume_mode, default auto); run without --resume")
+        return run_ppo(config)
     run_dir = Path(config.train.run_dir)
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if resume and not checkpoints:
@@ -172,7 +196,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
     main = is_main_process()
     if main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    args = grpo_args(config, run_dir)
+    args = trainer_args(config, run_dir)
     mode = configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode)
     if mode == "disabled":
         args.report_to = [r for r in args.report_to if r != "wandb"]
@@ -187,10 +211,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
     valid_rows = task.split("valid", config.train.valid_rows, config.seed)
     test_rows = task.split("test", config.train.test_rows, config.seed)
     train_set, valid_set, test_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, test_rows))
-    # The prompt template fixes the answer format unless reward.parse overrides it.
-    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
-    scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
-    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
+    reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size)
@@ -216,10 +237,10 @@ def train(config: RunConfig, resume: bool = False) -> str:
                                       base_completions[:len(first)], first, reward_config.parse)
         log.write({"kind": "valid", "step": 0, **validate(model), **startup})
 
-    from rec_rl.training.trainer import TimedGRPOTrainer
+    from rec_rl.training.trainer import TRAINERS
 
-    title = f"{config.policy.model} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
-    trainer = TimedGRPOTrainer(
+    title = f"{config.train.algorithm.upper()} {config.policy.model} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
+    trainer = TRAINERS[config.train.algorithm](
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
         peft_config=lora_config(config.policy),
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
