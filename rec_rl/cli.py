@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl {train,eval,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in [("train", "RL fine-tuning of the policy (GRPO or RLOO through TRL, PPO through verl); writes curves, "
                                  "checkpoints and a before/after table"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
+                       ("build-codes", "quantize the catalog's item embeddings into semantic codes (the `codes` "
+                                       "section; cached) and print their stats"),
                        ("config", "print the resolved config, or every key with its help (--keys)"),
                        ("policy-path", "print the local model folder of policy.model, converting it once if needed "
                                        "(what `trl vllm-serve --model` takes)")]:
@@ -45,6 +47,17 @@ def main(argv: list[str] | None = None) -> int:
             print(train(config, resume=options.resume))
             if config.train.algorithm != "ppo":
                 print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
+        elif options.command == "build-codes":
+            import json
+            import time
+
+            from rec_rl.codes import item_codes
+            from rec_rl.data import load_task
+
+            started = time.perf_counter()
+            codes = item_codes(load_task(config.data).catalog, config.codes, config.retriever.cache_dir)
+            print(json.dumps({"method": config.codes.method, **codes.stats,
+                              "wall_seconds": round(time.perf_counter() - started, 1)}, indent=2))
         elif options.command == "policy-path":
             from rec_rl.policy import resolve_model_path
 

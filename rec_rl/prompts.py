@@ -72,6 +72,22 @@ TEMPLATES: dict[str, PromptTemplate] = {
         example_context=_EXAMPLE_HISTORY,
         example_answer="A space strategy fan.<answer>star voyager space strategy pc</answer>",
     ),
+    # Explicit route: the answer is the next item's semantic code (rec_rl.codes), pre-filled with "Code:".
+    "history_codes": PromptTemplate(
+        system=("You recommend video games. The customer's games are listed newest first. Answer with the "
+                "code of the next game they will buy."),
+        user="{context}",
+        parse="plain",
+        answer_prefix="Code:",
+        newest_first=True,
+    ),
+    # Explicit route, SFT alignment: one game's title -> its code (rec_rl.training.sft).
+    "title_code": PromptTemplate(
+        system="You recommend video games. Answer with the code of the game named.",
+        user="{context}",
+        parse="plain",
+        answer_prefix="Code:",
+    ),
     # Product search (ESCI): rewrite the shopper's query into a better keyword query.
     "search_rewrite": PromptTemplate(
         system="You rewrite shopping searches into keyword queries for a product search engine.",

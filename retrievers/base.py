@@ -40,6 +40,10 @@ class Retriever(ABC):
     def _search(self, queries: list[str], k: int) -> SearchResult:
         """Top-k rows per query, best first, padded as `SearchResult` describes."""
 
+    def invalid_output(self, query: str) -> bool:
+        """True when `query` cannot be read as what this retriever searches (text retrievers: it is empty)."""
+        return not query.strip()
+
     def search(self, queries: Sequence[str], k: int,
                exclude: Sequence[Sequence[int]] | None = None) -> SearchResult:
         """Top-k catalog rows for each query, skipping the rows in `exclude[i]` for query i.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from rec_rl.config import RetrieverConfig
+from rec_rl.config import CodesConfig, RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers.base import Retriever
 
 
-def build_retriever(config: RetrieverConfig, catalog: Catalog) -> Retriever:
+def build_retriever(config: RetrieverConfig, catalog: Catalog, codes: CodesConfig | None = None) -> Retriever:
     """The retriever `config` describes over `catalog`, its index loaded from or built into the cache.
+
+    The codes backend reads its settings from `codes` (the run config's `codes` section).
 
     Example:
         >>> retriever = build_retriever(RetrieverConfig(backend="bm25", engine="bm25s"), catalog)  # doctest: +SKIP
@@ -25,4 +27,8 @@ def build_retriever(config: RetrieverConfig, catalog: Catalog) -> Retriever:
         from retrievers.dense import DenseRetriever
 
         return DenseRetriever(catalog, config)
-    raise ValueError(f"retriever.backend is {config.backend!r}; expected 'bm25' or 'dense'")
+    if config.backend == "codes":
+        from retrievers.codes import CodeRetriever
+
+        return CodeRetriever(catalog, codes or CodesConfig(), config)
+    raise ValueError(f"retriever.backend is {config.backend!r}; expected 'bm25', 'dense' or 'codes'")

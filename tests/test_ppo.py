@@ -65,7 +65,7 @@ def test_compute_score_equals_trls_weighted_reward(tiny_sequential: Path, tmp_pa
     config_path = saved_config(config, tmp_path / "run")
     task = load_task(config.data)
     rows = task.split("train")
-    _, functions, weights = reward_setup(config, task, build_retriever(config.retriever, task.catalog))
+    _, functions, weights = reward_setup(config, task, build_retriever(config.retriever, task.catalog, config.codes))
     row = rows[0]
     ground_truth = json.dumps({key: list(row[key]) for key in ("target_item_ids", "gains", "exclude_item_ids")})
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
 from rec_rl.data import Catalog
 from rec_rl.evaluation.report import SystemResult
 from rec_rl.evaluation.run import score_rankings, search_all
@@ -18,11 +19,12 @@ from rewards.parsing import extract_query
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-             desc: str = "generate") -> tuple[list[str], int]:
+             desc: str = "generate", constraint: CodeTrie | None = None) -> tuple[list[str], int]:
     """Greedy completions of rendered `prompts` (see `rec_rl.prompts.render_prompt`).
 
     Returns the completion texts and the number of tokens generated (up to each completion's end).
-    Generation stops at any id in `model.generation_config.eos_token_id`, as in training.
+    Generation stops at any id in `model.generation_config.eos_token_id`, as in training. With a
+    `constraint` (the explicit route's code trie) only valid item codes can be written.
     """
     was_training = model.training
     model.eval()
@@ -37,8 +39,9 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
         batch = order[start:start + batch_size]
         inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                            add_special_tokens=False).to(model.device)
+        allowed = prefix_allowed_tokens_fn(constraint, inputs["input_ids"].shape[1]) if constraint else None
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
+                                pad_token_id=tokenizer.pad_token_id, prefix_allowed_tokens_fn=allowed)
         for i, ids in zip(batch, output[:, inputs["input_ids"].shape[1]:].tolist()):
             end = next((j for j, token in enumerate(ids) if token in eos), len(ids))
             generated += min(end + 1, len(ids))
@@ -49,10 +52,15 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
 
 def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
-                    batch_size: int) -> tuple[SystemResult, list[str]]:
-    """Full-catalog NDCG@k/Recall@k of the policy's greedy queries on `rows`; also returns the queries."""
+                    batch_size: int, constraint: CodeTrie | None = None) -> tuple[SystemResult, list[str]]:
+    """Full-catalog NDCG@k/Recall@k of the policy's greedy outputs on `rows`; also returns the completions.
+
+    `invalid_rate` is the share of outputs the retriever cannot read as what it searches (an empty
+    query; for the codes backend, no complete code of a catalog item).
+    """
     started = time.perf_counter()
-    completions, tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc=f"{name}: generate")
+    completions, tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc=f"{name}: generate",
+                                   constraint=constraint)
     generation_seconds = time.perf_counter() - started
     parsed = [extract_query(text, parse_mode) for text in completions]
     queries = [p.text for p in parsed]
@@ -64,5 +72,6 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
         "tokens_generated": tokens,
         "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
         "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
+        "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
     }
     return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions

@@ -24,7 +24,7 @@ def _rewards_for(config_path: str) -> tuple[list, list[float]]:
 
     config = load_config(config_path)
     task = load_task(config.data)
-    _, functions, weights = reward_setup(config, task, build_retriever(config.retriever, task.catalog))
+    _, functions, weights = reward_setup(config, task, build_retriever(config.retriever, task.catalog, config.codes))
     return functions, weights
 
 

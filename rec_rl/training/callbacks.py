@@ -11,14 +11,15 @@ from rec_rl.tracking import MetricsLog, plot_curves
 
 
 class MetricsLogCallback(TrainerCallback):
-    """Writes every TRL log event into metrics.jsonl, with `reward` and the step-time breakdown."""
+    """Writes every training log event into the metrics log: RL steps (which carry `reward` and the
+    step-time breakdown) by default, or SFT steps with `kind="sft", marker="loss"`."""
 
-    def __init__(self, log: MetricsLog):
-        self.log = log
+    def __init__(self, log: MetricsLog, kind: str = "train", marker: str = "reward"):
+        self.log, self.kind, self.marker = log, kind, marker
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "reward" in logs:  # training steps; the trainer's closing summary has no reward
-            self.log.write({"kind": "train", "step": state.global_step, **logs})
+        if logs and self.marker in logs:  # training steps; the trainer's closing summary has neither
+            self.log.write({"kind": self.kind, "step": state.global_step, **logs})
 
 
 class ValidationCallback(TrainerCallback):

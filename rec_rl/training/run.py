@@ -21,6 +21,7 @@ import datasets
 import numpy as np
 import yaml
 
+from rec_rl.codes.tokens import code_text
 from rec_rl.config import ConfigError, RunConfig, to_dict
 from rec_rl.data import TaskData, load_task
 from rec_rl.evaluation.baselines import last_titles_query
@@ -109,8 +110,12 @@ def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
 
 
-def trivial_queries(task: TaskData, rows, config: RunConfig) -> list[str]:
-    """The bar a query writer must clear: the last `history_len` titles (or the user's own query) as the query."""
+def trivial_queries(task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
+    """The bar a policy must clear: the last `history_len` titles (or the user's own query) as the query;
+    for the explicit route, the code of the user's last item."""
+    if config.retriever.backend == "codes":
+        return [code_text(retriever.codes.codes[task.catalog.row_of[ids[-1]]]) if len(ids) else ""
+                for ids in rows["history_item_ids"]]
     if task.kind == "sequential":
         return [last_titles_query(titles, config.data.history_len) for titles in rows["history_titles"]]
     return list(rows["query"])
@@ -119,11 +124,12 @@ def trivial_queries(task: TaskData, rows, config: RunConfig) -> list[str]:
 def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> SystemResult:
     """NDCG/Recall of `trivial_queries` on `rows`."""
     n = config.data.history_len
-    queries = trivial_queries(task, rows, config)
+    queries = trivial_queries(task, rows, config, retriever)
     exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     started = time.perf_counter()
     found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
-    label = f"{config.retriever.backend} last-{n} titles" if task.kind == "sequential" else f"{config.retriever.backend} raw query"
+    label = "codes last item" if config.retriever.backend == "codes" else \
+        f"{config.retriever.backend} last-{n} titles" if task.kind == "sequential" else f"{config.retriever.backend} raw query"
     return SystemResult(label, score_rankings(found, rows, task.catalog, config.eval.ks),
                         {"seconds": time.perf_counter() - started})
 
@@ -202,10 +208,23 @@ def train(config: RunConfig, resume: bool = False) -> str:
         args.report_to = [r for r in args.report_to if r != "wandb"]
 
     task = load_task(config.data)
-    retriever = build_retriever(config.retriever, task.catalog)
+    retriever = build_retriever(config.retriever, task.catalog, config.codes)
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
         stop_at_line_end(model, tokenizer, args)
+    trie, base_label, rollout_kwargs = None, "base policy", {}
+    if config.retriever.backend == "codes":  # the explicit route: semantic tokens, SFT warm-up, trie
+        from rec_rl.training import explicit
+        from rec_rl.training.rollout import constrained_rollout
+
+        if config.codes.constrained and config.train.algorithm != "grpo":
+            raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
+                              "rollout hook); set codes.constrained=false or use grpo")
+        policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
+        model, tokenizer, trie = policy.model, policy.tokenizer, policy.trie
+        base_label = "SFT policy" if policy.warmed_up else base_label
+        if trie is not None:
+            rollout_kwargs = {"rollout_func": constrained_rollout(trie, tokenizer)}
 
     train_rows = task.split("train")
     valid_rows = task.split("valid", config.train.valid_rows, config.seed)
@@ -214,13 +233,14 @@ def train(config: RunConfig, resume: bool = False) -> str:
     reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
-                       max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size)
+                       max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
+                       constraint=trie)
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
         result, _ = evaluate_policy("valid", policy, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
         return {name: float(values.mean()) for name, values in result.per_row.items()} | {
-            "mean_query_words": result.info["mean_query_words"], "malformed_rate": result.info["malformed_rate"]}
+            key: result.info[key] for key in ("mean_query_words", "malformed_rate", "invalid_rate")}
 
     base_file = run_dir / "base_eval.json"
     if resume and base_file.exists():
@@ -228,12 +248,13 @@ def train(config: RunConfig, resume: bool = False) -> str:
         base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
         log.truncate_after(int(checkpoints[-1].name.split("-")[1]))
     else:
-        base, base_completions = evaluate_policy("base policy", model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
+        base, base_completions = evaluate_policy(base_label, model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
         if main:
             base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
                                              "info": base.info, "examples": base_completions[:20]}))
         first = test_rows.select(range(min(64, len(test_rows))))
-        startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)], trivial_queries(task, first, config),
+        startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)],
+                                      trivial_queries(task, first, config, retriever),
                                       base_completions[:len(first)], first, reward_config.parse)
         log.write({"kind": "valid", "step": 0, **validate(model), **startup})
 
@@ -242,7 +263,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
     title = f"{config.train.algorithm.upper()} {config.policy.model} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
     trainer = TRAINERS[config.train.algorithm](
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
-        peft_config=lora_config(config.policy),
+        peft_config=lora_config(config.policy), **rollout_kwargs,
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
                                                                run_dir / "curves.png", title)])
     started = time.perf_counter()

@@ -1,0 +1,190 @@
+"""Semantic item codes: item text embeddings quantized by faiss into a few discrete levels.
+
+Two quantizers, as in the literature:
+- `rq`: residual quantization (TIGER, MiniOneRec). Level l codes the residual left by levels < l,
+  so a code prefix is a coarse-to-fine description and a partial code decodes to the sum of its
+  levels' centroids.
+- `opq_pq`: an OPQ rotation, then product quantization (VQ-Rec). Each level codes one slice of the
+  rotated vector; a partial code decodes to the slices it names.
+
+Items that share all quantizer levels get one more level numbering them (0, 1, ...), so every item's
+code is unique and a generated code names at most one item. Codes are cached beside the catalog's
+content hash (`retrievers.cache`), like indexes, and rebuilt if the catalog, encoder or settings change.
+
+Example:
+    >>> codes = item_codes(catalog, CodesConfig())      # doctest: +SKIP
+    >>> codes.codes[0], codes.stats["unique_codes"]      # doctest: +SKIP
+    (array([ 12, 201,   7,   0], dtype=int32), 14709)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from rec_rl.config import CodesConfig, RetrieverConfig
+from rec_rl.data.catalog import Catalog
+from retrievers.cache import cached_index
+
+CODES_FORMAT = 1  # bump when what the cached files mean changes
+TRAIN_SEED = 1234
+
+
+@dataclass
+class ItemCodes:
+    """Every item's code, and what is needed to decode a (partial) code into a vector.
+
+    `codes[row]` holds the item's quantizer levels then its de-duplicating level. `reference[row]` is
+    the item's embedding in the space codes decode into (rotated for opq_pq); `centroids[l][c]` is level
+    l's code c in that space, and `dims[l]` the slice of the space level l describes (all of it for rq).
+    """
+
+    method: str
+    codes: np.ndarray  # int32 (n_items, levels + 1)
+    codebook_sizes: list[int]  # per level, the de-duplicating level last
+    centroids: list[np.ndarray]  # per quantizer level: (codebook size, slice width)
+    dims: list[slice]  # per quantizer level: the slice of the reference space it codes
+    reference: np.ndarray  # float32 (n_items, dim)
+    stats: dict
+
+    @property
+    def levels(self) -> int:
+        """Levels per code, the de-duplicating one included."""
+        return self.codes.shape[1]
+
+    def decode(self, prefix: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The vector a code prefix stands for, and the mask of the dimensions it says anything about.
+
+        Residual levels add up; product levels fill their own slices. The de-duplicating level and codes
+        outside a level's codebook say nothing about the vector and are skipped.
+        """
+        dim = self.reference.shape[1]
+        vector, mask = np.zeros(dim, np.float32), np.zeros(dim, bool)
+        for level, code in enumerate(prefix[:len(self.centroids)]):
+            if 0 <= code < len(self.centroids[level]):
+                vector[self.dims[level]] += self.centroids[level][code]
+                mask[self.dims[level]] = True
+        return vector, mask
+
+
+def catalog_embeddings(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> np.ndarray:
+    """Normalised item text embeddings from the configured encoder, cached like the dense retriever's."""
+    from retrievers.dense import DenseRetriever
+
+    return DenseRetriever(catalog, RetrieverConfig(backend="dense", model=config.encoder, cache_dir=cache_dir)).embeddings
+
+
+def _settings(config: CodesConfig, embeddings: np.ndarray) -> dict:
+    return {"format": CODES_FORMAT, "method": config.method, "levels": config.levels, "bits": config.codebook_bits,
+            "embeddings": array_hash(embeddings)}
+
+
+def array_hash(array: np.ndarray) -> str:
+    """A content hash of an array (the codes depend on the exact embeddings)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:32]
+
+
+def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
+    """Train the quantizer on `embeddings`; return (codes, centroids per level, slices, rotation).
+
+    The rotation maps embeddings into the space the centroids live in (identity for rq).
+    """
+    n, dim = embeddings.shape
+    size = 1 << config.codebook_bits
+    if n < size:
+        raise ValueError(f"codes.codebook_bits={config.codebook_bits} needs at least {size} items to train "
+                         f"{size} codes per level; the catalog has {n}")
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if config.method == "rq":
+        quantizer = faiss.ResidualQuantizer(dim, config.levels, config.codebook_bits)
+        if n < dim:  # faiss's default progressive-dimension k-means starts from a PCA, which needs n >= dim
+            quantizer.train_type = faiss.ResidualQuantizer.Train_default
+        quantizer.train(x)
+        codes = _unpack(quantizer.compute_codes(x), config.levels, config.codebook_bits)
+        books = faiss.vector_to_array(quantizer.codebooks).reshape(config.levels, size, dim)
+        return codes, list(books), [slice(0, dim)] * config.levels, np.eye(dim, dtype=np.float32)
+    if config.method != "opq_pq":
+        raise ValueError(f"codes.method is {config.method!r}; expected 'rq' or 'opq_pq'")
+    if dim % config.levels:
+        raise ValueError(f"codes.levels={config.levels} must divide the embedding size {dim} for opq_pq")
+    if n < dim:  # faiss's OPQ training crashes the process (segfault) below this
+        raise ValueError(f"codes.method=opq_pq needs at least as many items as embedding dimensions ({dim}); "
+                         f"the catalog has {n}: use codes.method=rq")
+    rotation = faiss.OPQMatrix(dim, config.levels)
+    # OPQ alternates rotation and PQ training; it trains the PQ given here (its own default is 8 bits).
+    quantizer = faiss.ProductQuantizer(dim, config.levels, config.codebook_bits)
+    rotation.pq = quantizer
+    rotation.train(x)
+    rotated = rotation.apply(x)
+    codes = _unpack(quantizer.compute_codes(rotated), config.levels, config.codebook_bits)
+    width = dim // config.levels
+    books = faiss.vector_to_array(quantizer.centroids).reshape(config.levels, size, width)
+    matrix = faiss.vector_to_array(rotation.A).reshape(dim, dim)
+    return codes, list(books), [slice(l * width, (l + 1) * width) for l in range(config.levels)], matrix
+
+
+def _unpack(packed: np.ndarray, levels: int, bits: int) -> np.ndarray:
+    """faiss's packed codes as one int per level (bit-packed little-endian, as faiss's BitstringReader)."""
+    as_bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :levels * bits].reshape(len(packed), levels, bits)
+    return (as_bits.astype(np.int64) << np.arange(bits)).sum(axis=2).astype(np.int32)
+
+
+def deduplicate(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Append a level numbering the items that share a code (in catalog order); return it and the largest group."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    suffix = np.zeros(len(codes), np.int32)
+    seen: dict[int, int] = {}
+    for row, group in enumerate(inverse):
+        suffix[row] = seen.get(group, 0)
+        seen[group] = suffix[row] + 1
+    return np.column_stack([codes, suffix]).astype(np.int32), int(counts.max())
+
+
+def code_stats(codes: np.ndarray, largest_group: int, sizes: list[int], seconds: float) -> dict:
+    """Unique codes before de-duplication, the largest shared code, and codebook use per level."""
+    quantized = codes[:, :-1]
+    return {
+        "items": int(len(codes)),
+        "unique_codes": int(len(np.unique(quantized, axis=0))),
+        "largest_collision_group": largest_group,
+        "codebook_utilisation": [round(len(np.unique(codes[:, l])) / sizes[l], 4) for l in range(len(sizes))],
+        "codebook_sizes": sizes,
+        "unique_after_dedup": int(len(np.unique(codes, axis=0))),
+        "build_seconds": round(seconds, 2),
+    }
+
+
+def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> ItemCodes:
+    """The catalog's codes under `config`: loaded from the cache, or built (embedding + quantizer) into it."""
+    embeddings = catalog_embeddings(catalog, config, cache_dir)
+
+    def build(folder: Path) -> None:
+        started = time.perf_counter()
+        codes, centroids, dims, rotation = quantize(embeddings, config)
+        codes, largest = deduplicate(codes)
+        sizes = [1 << config.codebook_bits] * config.levels + [largest]
+        np.save(folder / "codes.npy", codes)
+        np.save(folder / "centroids.npy", np.stack(centroids))
+        np.save(folder / "rotation.npy", rotation)
+        stats = code_stats(codes, largest, sizes, time.perf_counter() - started)
+        (folder / "stats.json").write_text(json.dumps(stats, indent=2))
+
+    folder = cached_index(f"codes-{config.method}", catalog, _settings(config, embeddings), build, cache_dir)
+    codes = np.load(folder / "codes.npy")
+    centroids = list(np.load(folder / "centroids.npy"))
+    rotation = np.load(folder / "rotation.npy")
+    dim = embeddings.shape[1]
+    width = dim if config.method == "rq" else dim // config.levels
+    dims = [slice(0, dim)] * config.levels if config.method == "rq" else [
+        slice(l * width, (l + 1) * width) for l in range(config.levels)]
+    stats = json.loads((folder / "stats.json").read_text())
+    return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids, dims,
+                     np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32), stats)

@@ -1,0 +1,58 @@
+"""The explicit route's policy: semantic tokens added, the SFT warm-up run, the decoding trie built.
+
+`rec-rl train` with `retriever.backend=codes` runs the same loop as the implicit route; this module
+prepares what differs before it starts (see `rec_rl.codes` and `rec_rl.training.sft`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rec_rl.codes.tokens import add_code_tokens, code_token
+from rec_rl.codes.trie import CodeTrie
+from rec_rl.config import RunConfig
+from rec_rl.data import TaskData
+from rec_rl.policy import load_policy
+
+
+@dataclass
+class ExplicitPolicy:
+    model: object
+    tokenizer: object
+    trie: CodeTrie | None  # None when codes.constrained is off
+    warmed_up: bool  # the SFT warm-up ran (now or before a resume)
+
+
+def code_token_ids(tokenizer, codes: np.ndarray) -> np.ndarray:
+    """Every item's code as token ids, (n_items, levels)."""
+    levels = codes.shape[1]
+    lookup = [np.array(tokenizer.convert_tokens_to_ids([code_token(level, c) for c in range(codes[:, level].max() + 1)]))
+              for level in range(levels)]
+    return np.column_stack([lookup[level][codes[:, level]] for level in range(levels)])
+
+
+def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir: Path, resume: bool) -> ExplicitPolicy:
+    """The policy for the explicit route: from `run_dir/sft` on resume, else with tokens added and warmed up."""
+    from rec_rl.training.sft import warm_up
+
+    saved = run_dir / "sft"
+    warmed_up = False
+    eos = model.generation_config.eos_token_id
+    if resume and saved.exists():
+        model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
+        model.generation_config.eos_token_id = eos  # the caller's stop ids (line ends) carry over
+        warmed_up = True
+    else:
+        token_ids = add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, task.catalog.titles)
+        if config.train.sft.get("max_steps", 1) != 0:
+            model = warm_up(model, tokenizer, task, codes, token_ids, config, run_dir)
+            warmed_up = True
+    trie = None
+    if config.codes.constrained:
+        end_ids = eos if isinstance(eos, list) else [eos]
+        trie = CodeTrie(code_token_ids(tokenizer, codes.codes).tolist(), end_ids)
+    return ExplicitPolicy(model, tokenizer, trie, warmed_up)

@@ -1,0 +1,95 @@
+"""Warm-up SFT for the explicit route: teach the policy what its new semantic tokens mean.
+
+A pretrained LM has never seen `<a_12>`, so before GRPO it learns, with TRL's SFTTrainer on the
+train split:
+- history -> the next item's code (the task itself, in the GRPO prompt format), and
+- title -> code, one example per catalog item (`train.sft_alignment`), which ties each code to words.
+LoRA adapters train on the configured layers, and so do the new tokens' embedding rows: the embedding
+matrix (tied to the output layer in SmolLM2) is trainable with a gradient hook that zeroes every other
+row, so the pretrained vocabulary stays as it was (AdamW with weight decay 0 never moves a row whose
+gradient is always 0). peft's own `trainable_token_indices` would do this, but TRL's SFT loss reads
+the output layer's weight directly and fails on peft's wrapper of a tied layer. The result is merged
+and saved as a plain model folder, which GRPO starts from and evaluation loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import datasets
+
+from rec_rl.codes.tokens import code_text
+from rec_rl.config import ConfigError, RunConfig
+from rec_rl.data import TaskData
+from rec_rl.policy import lora_config
+from rec_rl.prompts import get_template, render_prompt
+
+ALIGNMENT_TEMPLATE = "title_code"
+
+
+def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int = 0) -> datasets.Dataset:
+    """Prompt/completion pairs: every train row's next item code, plus title -> code pairs, shuffled."""
+    template = get_template(config.train.template)
+    examples = []
+    for row in task.split("train"):
+        target = task.catalog.row_of[row["target_item_ids"][0]]
+        examples.append({"prompt": render_prompt(row, template, tokenizer, config.train.max_title_chars),
+                         "completion": code_text(codes.codes[target])})
+    if config.train.sft_alignment:
+        alignment = get_template(ALIGNMENT_TEMPLATE)
+        for row, title in enumerate(task.catalog.titles):
+            context = {"history_titles": [title], "query": ""}
+            examples.append({"prompt": render_prompt(context, alignment, tokenizer, config.train.max_title_chars),
+                             "completion": code_text(codes.codes[row])})
+    random.Random(seed).shuffle(examples)
+    return datasets.Dataset.from_list(examples)
+
+
+def sft_args(config: RunConfig, output_dir: Path):
+    """TRL's SFTConfig from `train.sft`; an unknown key names `train.sft.<key>`."""
+    import torch
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    for key in config.train.sft:
+        if key not in known:
+            raise ConfigError(f"unknown key 'train.sft.{key}': not a field of trl.SFTConfig")
+    try:
+        return SFTConfig(output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(), seed=config.seed,
+                         **config.train.sft)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"train.sft: {error}") from None
+
+
+def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], config: RunConfig, run_dir: Path):
+    """Run the SFT warm-up and return the merged model (also saved, with the tokenizer, in `run_dir/sft`)."""
+    from trl import SFTTrainer
+
+    from rec_rl.training.callbacks import MetricsLogCallback
+    from rec_rl.tracking import MetricsLog
+
+    import torch
+    from peft import get_peft_model
+
+    args = sft_args(config, run_dir / "sft_checkpoints")
+    if args.weight_decay:
+        raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
+    peft_config = lora_config(config.policy)
+    if peft_config is None:
+        raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: set policy.lora=true")
+    model = get_peft_model(model, peft_config)
+    embeddings = model.get_input_embeddings().weight
+    new_rows = torch.zeros(embeddings.shape[0], 1, dtype=embeddings.dtype)
+    new_rows[list(token_ids)] = 1
+    embeddings.requires_grad_(True)
+    embeddings.register_hook(lambda grad: grad * new_rows)
+    log = MetricsLog(run_dir / "sft_metrics.jsonl")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_examples(task, codes, config, tokenizer, config.seed),
+                         processing_class=tokenizer, callbacks=[MetricsLogCallback(log, kind="sft", marker="loss")])
+    trainer.train()
+    merged = trainer.model.merge_and_unload()
+    merged.save_pretrained(run_dir / "sft")
+    tokenizer.save_pretrained(run_dir / "sft")
+    return merged

@@ -1,0 +1,191 @@
+"""The explicit route's pieces: item codes, semantic tokens, the code retriever's ranking rules, the trie."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rec_rl.codes.build import ItemCodes, deduplicate, item_codes, quantize
+from rec_rl.codes.tokens import add_code_tokens, code_text, parse_codes, strip_codes, vocabulary
+from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
+from rec_rl.config import CodesConfig, PolicyConfig, load_config
+from rec_rl.data import load_task
+from retrievers.codes import CodeRetriever
+
+SMALL = CodesConfig(levels=2, codebook_bits=2)  # 4 codes per level: the 10-item test catalog can train it
+
+
+@pytest.fixture
+def tiny_catalog(tiny_sequential: Path):
+    return load_task(load_config(None, [f"data.path={tiny_sequential}"]).data).catalog
+
+
+def test_codes_are_unique_cached_and_reported(tiny_catalog):
+    config = CodesConfig(method="rq", levels=2, codebook_bits=2)
+    codes = item_codes(tiny_catalog, config)
+    assert codes.codes.shape == (len(tiny_catalog), 3)
+    assert len(set(map(tuple, codes.codes.tolist()))) == len(tiny_catalog), "the last level makes every code unique"
+    assert codes.codes[:, :2].max() < 4 and codes.codes.min() >= 0
+    stats = codes.stats
+    assert stats["unique_after_dedup"] == len(tiny_catalog) and 1 <= stats["unique_codes"] <= len(tiny_catalog)
+    assert stats["largest_collision_group"] == codes.codebook_sizes[-1] == codes.codes[:, -1].max() + 1
+    assert all(0 < u <= 1 for u in stats["codebook_utilisation"])
+    again = item_codes(tiny_catalog, config)  # from the cache
+    assert np.array_equal(again.codes, codes.codes) and again.stats == stats
+    # every item's full quantizer code decodes near its own embedding, nearer than the catalog average
+    errors = [np.linalg.norm(codes.reference[i] - codes.decode(tuple(codes.codes[i]))[0]) for i in range(len(codes.codes))]
+    spread = np.linalg.norm(codes.reference - codes.reference.mean(0), axis=1).mean()
+    assert np.mean(errors) < spread
+
+
+def test_opq_pq_codes_slices_and_small_catalog_error():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(600, 32)).astype(np.float32)
+    codes, centroids, dims, rotation = quantize(embeddings, CodesConfig(method="opq_pq", levels=4, codebook_bits=3))
+    assert codes.shape == (600, 4) and codes.max() < 8 and [d.stop - d.start for d in dims] == [8] * 4
+    assert np.allclose(rotation @ rotation.T, np.eye(32), atol=1e-4), "OPQ's rotation is orthonormal"
+    rotated = embeddings @ rotation.T
+    for level, part in enumerate(dims):  # each code is its slice's nearest centroid: codes, slices, rotation agree
+        distances = ((rotated[:, part][:, None, :] - centroids[level][None]) ** 2).sum(-1)
+        assert np.array_equal(codes[:, level], distances.argmin(1))
+    with pytest.raises(ValueError, match="at least as many items as embedding dimensions"):
+        quantize(embeddings[:20], CodesConfig(method="opq_pq", levels=4, codebook_bits=2))
+    with pytest.raises(ValueError, match="must divide the embedding size"):
+        quantize(embeddings, CodesConfig(method="opq_pq", levels=5, codebook_bits=2))
+
+
+def test_deduplicate_numbers_shared_codes_in_catalog_order():
+    codes, largest = deduplicate(np.array([[1, 2], [1, 2], [0, 3], [1, 2]]))
+    assert codes[:, -1].tolist() == [0, 1, 0, 2] and largest == 3
+
+
+def test_token_text_round_trip_and_malformed_text():
+    assert parse_codes(code_text([12, 201, 7, 0])) == [(12, 201, 7, 0)]
+    assert parse_codes("Code: <a_1><b_2> then <a_3><c_9><b_4>") == [(1, 2), (3,)]  # <c_9> out of order ends it
+    assert parse_codes("<b_4><c_1>") == [] and parse_codes("") == [] and parse_codes("<a_>x<a_99999999>") == []
+    assert strip_codes("<a_1><b_2> halo  3") == "halo 3"
+    assert vocabulary([2, 1]) == ["<a_0>", "<a_1>", "<b_0>"]
+
+
+def test_semantic_tokens_initialise_save_and_reload(tiny_catalog, tmp_path: Path):
+    from rec_rl.policy import load_policy
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    codes = item_codes(tiny_catalog, SMALL)
+    before = len(tokenizer)
+    ids = add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, tiny_catalog.titles)
+    assert len(ids) == sum(codes.codebook_sizes) and len(tokenizer) == before + len(ids)
+    assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    text = code_text(codes.codes[0])
+    assert tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"]) == \
+        [f"<{'abc'[l]}_{c}>" for l, c in enumerate(codes.codes[0])]
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True) == text
+
+    # documented initialisation: <a_c> is the mean title-token embedding of the items whose level-a code is c
+    table = model.get_input_embeddings().weight.detach().numpy()
+    members = np.flatnonzero(codes.codes[:, 0] == codes.codes[0, 0])
+    titles = [tiny_catalog.titles[i] for i in members]
+    expected = np.mean([table[tokenizer(t, add_special_tokens=False)["input_ids"]].mean(0) for t in titles], axis=0)
+    assert np.allclose(table[tokenizer.convert_tokens_to_ids(f"<a_{codes.codes[0, 0]}>")], expected, atol=1e-5)
+
+    model.save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    reloaded, reloaded_tokenizer = load_policy(PolicyConfig(model=str(tmp_path / "policy")))
+    assert reloaded_tokenizer.convert_tokens_to_ids(vocabulary(codes.codebook_sizes)) == ids
+    assert np.allclose(reloaded.get_input_embeddings().weight.detach().numpy()[ids], table[ids])
+    assert add_code_tokens(reloaded, reloaded_tokenizer, codes.codes, codes.codebook_sizes, tiny_catalog.titles) == ids
+
+
+def hand_made_codes() -> ItemCodes:
+    """Four items in 2-d: codes chosen so that each ranking rule decides one pair."""
+    codes = np.array([[0, 0, 0],   # row 0: exact target
+                      [0, 0, 1],   # row 1: shares 2 levels
+                      [0, 1, 0],   # row 2: shares 1 level, far from the decoded vector
+                      [1, 0, 0]],  # row 3: shares nothing, but nearest the decoded vector of all others
+                     np.int32)
+    centroids = [np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), np.array([[0.0, 0.0], [0.0, 0.1]], np.float32)]
+    reference = np.array([[1.0, 0.0], [1.0, 0.05], [-5.0, -5.0], [1.0, 0.01]], np.float32)
+    return ItemCodes("rq", codes, [2, 2, 2], centroids, [slice(0, 2)] * 2, reference, {})
+
+
+def test_code_retriever_ranks_exact_then_prefix_then_distance(tiny_catalog):
+    from rec_rl.data.catalog import Catalog
+
+    catalog = Catalog.from_items([(str(i), f"item {i}") for i in range(4)])
+    retriever = CodeRetriever(catalog, CodesConfig(), codes=hand_made_codes())
+    assert retriever.search(["<a_0><b_0><c_0>"], k=4).rows[0].tolist() == [0, 1, 2, 3]
+    # a partial code: prefix (a=0) first, then within it by distance; row 3 shares no prefix
+    assert retriever.search(["<a_0>"], k=4).rows[0].tolist() == [0, 1, 2, 3]
+    # an invalid level code still decodes its valid levels; row 3 (a=1) leads on prefix
+    assert retriever.search(["<a_1><b_7>"], k=2).rows[0].tolist()[0] == 3
+    # two codes merge: each item keeps its best score
+    merged = retriever.search(["<a_1><b_0><c_0> <a_0><b_1><c_0>"], k=4).rows[0].tolist()
+    assert set(merged[:2]) == {2, 3}
+    assert not retriever.invalid_output("<a_0><b_0><c_0>") and retriever.invalid_output("<a_0><b_0>")
+    for garbage in ["", "no code", "<a_99><b_99><c_99>", "<z_1>" * 1000, "\x00\ud800", "<a_0>" * 200]:
+        result = retriever.search([garbage], k=4)
+        assert np.all(np.isfinite(result.scores[result.rows >= 0]))
+    assert (retriever.search(["no code"], k=4).rows == -1).all()
+
+
+def test_trie_allows_only_catalog_codes_and_generation_obeys_it(tiny_catalog):
+    import torch
+
+    from rec_rl.policy import load_policy
+    from rec_rl.training.explicit import code_token_ids
+
+    trie = CodeTrie([[10, 20], [10, 21], [11, 20]], end_ids=[0])
+    assert trie.allowed(()) == [10, 11] and trie.allowed((10,)) == [20, 21] and trie.allowed((11, 20)) == [0]
+    assert trie.allowed((12,)) == [0], "off the trie: only the end"
+    with pytest.raises(ValueError):
+        CodeTrie([[1]], end_ids=[])
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    codes = item_codes(tiny_catalog, SMALL)
+    add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, tiny_catalog.titles)
+    eos = model.generation_config.eos_token_id
+    trie = CodeTrie(code_token_ids(tokenizer, codes.codes).tolist(), eos if isinstance(eos, list) else [eos])
+    inputs = tokenizer(["Code:", "a longer prompt Code:"], return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    output = model.generate(**inputs, do_sample=True, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id,
+                            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(trie, inputs["input_ids"].shape[1]))
+    retriever = CodeRetriever(tiny_catalog, SMALL, codes=codes)
+    texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert all(not retriever.invalid_output(t) for t in texts), texts
+
+
+def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Path):
+    from rec_rl.training.run import train
+
+    run_dir = tmp_path / "run"
+    config = load_config(Path(__file__).parents[1] / "configs" / "explicit.yaml", [
+        f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
+        "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
+        "train.eval_every=1", "train.wandb_mode=offline", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",
+        "train.sft={max_steps: 3, per_device_train_batch_size: 4, logging_steps: 1, warmup_steps: 0}",
+        "train.grpo={max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
+        "save_steps: 1, warmup_steps: 0, learning_rate: 0.01}"])
+    markdown = train(config)
+
+    assert "SFT policy" in markdown and "codes last item" in markdown
+    assert len((run_dir / "sft_metrics.jsonl").read_text().splitlines()) == 3
+    assert (run_dir / "sft" / "tokenizer.json").exists() and (run_dir / "curves.png").exists()
+    events = [__import__("json").loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["kind"] == "train"] == [1, 2]
+    assert all(e["invalid_rate"] == 0 for e in events if e["kind"] == "valid"), "constrained decoding writes valid codes"
+    assert all(math.isfinite(e["reward"]) for e in events if e["kind"] == "train")
+
+    # SFT moved the new token rows and left the pretrained vocabulary alone
+    from rec_rl.policy import load_policy
+
+    start, start_tokenizer = load_policy(PolicyConfig(model="tiny"))
+    codes = item_codes(load_task(config.data).catalog, config.codes)
+    ids = add_code_tokens(start, start_tokenizer, codes.codes, codes.codebook_sizes, load_task(config.data).catalog.titles)
+    tuned, _ = load_policy(PolicyConfig(model=str(run_dir / "sft")))
+    before, after = start.get_input_embeddings().weight.detach(), tuned.get_input_embeddings().weight.detach()
+    old = min(ids)
+    assert np.allclose(before[:old].numpy(), after[:old].numpy()), "pretrained rows must not move"
+    assert not np.allclose(before[ids].numpy(), after[ids].numpy()), "the new token rows must train"
