@@ -110,8 +110,9 @@ class CodesConfig:
     constrained: bool = field(default=True, **_help(
         "Decode only valid codes (a prefix trie over the catalog's codes), in rollouts and in evaluation."))
     hybrid_weight: float = field(default=0.0, **_help(
-        "Hybrid identifiers (TransRec style): > 0 lets the policy write title words after a code prefix, and adds "
-        "this weight x the BM25 score of those words (bm25s) to the code ranking; 0: codes only."))
+        "Hybrid identifiers (TransRec style): > 0 teaches the policy (SFT) to write the title after the code, and "
+        "adds this weight x the BM25 score of the words beside the codes (bm25s) to the code ranking; needs "
+        "codes.constrained=false. 0: codes only."))
 
 
 @dataclass

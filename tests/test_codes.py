@@ -11,7 +11,7 @@ import pytest
 from rec_rl.codes.build import ItemCodes, deduplicate, item_codes, quantize
 from rec_rl.codes.tokens import add_code_tokens, code_text, parse_codes, strip_codes, vocabulary
 from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
-from rec_rl.config import CodesConfig, PolicyConfig, load_config
+from rec_rl.config import CodesConfig, PolicyConfig, RetrieverConfig, load_config
 from rec_rl.data import load_task
 from retrievers.codes import CodeRetriever
 
@@ -129,6 +129,21 @@ def test_code_retriever_ranks_exact_then_prefix_then_distance(tiny_catalog):
         result = retriever.search([garbage], k=4)
         assert np.all(np.isfinite(result.scores[result.rows >= 0]))
     assert (retriever.search(["no code"], k=4).rows == -1).all()
+
+
+def test_hybrid_identifiers_add_word_evidence_within_a_prefix():
+    from rec_rl.data.catalog import Catalog
+
+    catalog = Catalog.from_items([("0", "halo reach"), ("1", "gears of war"), ("2", "mario kart"), ("3", "zelda")])
+    codes_only = CodeRetriever(catalog, CodesConfig(), codes=hand_made_codes())
+    hybrid = CodeRetriever(catalog, CodesConfig(hybrid_weight=0.5), RetrieverConfig(engine="bm25s"), codes=hand_made_codes())
+    # the prefix <a_0> holds rows 0, 1, 2, with rows 0 and 1 nearly as close: "gears of war" lifts row 1 ...
+    assert codes_only.search(["<a_0> gears of war"], k=4).rows[0].tolist()[0] == 0
+    assert hybrid.search(["<a_0> gears of war"], k=4).rows[0].tolist()[:2] == [1, 0]
+    # ... but never above a longer shared prefix: the code keeps the lead (weight < 1)
+    assert hybrid.search(["<a_0><b_0><c_0> zelda"], k=4).rows[0].tolist()[:2] == [0, 1]
+    with pytest.raises(ValueError, match="hybrid_weight"):
+        CodeRetriever(catalog, CodesConfig(hybrid_weight=1.5), codes=hand_made_codes())
 
 
 def test_trie_allows_only_catalog_codes_and_generation_obeys_it(tiny_catalog):

@@ -217,6 +217,9 @@ def train(config: RunConfig, resume: bool = False) -> str:
         from rec_rl.training import explicit
         from rec_rl.training.rollout import constrained_rollout
 
+        if config.codes.constrained and config.codes.hybrid_weight > 0:
+            raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
+                              "output after its code, leaving no room for the title words hybrid identifiers add")
         if config.codes.constrained and config.train.algorithm != "grpo":
             raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
                               "rollout hook); set codes.constrained=false or use grpo")

@@ -29,6 +29,14 @@ from rec_rl.prompts import get_template, render_prompt
 ALIGNMENT_TEMPLATE = "title_code"
 
 
+def answer(codes, catalog, row: int, config: RunConfig) -> str:
+    """The SFT target for catalog row `row`: its code, and with hybrid identifiers its title words too."""
+    text = code_text(codes.codes[row])
+    if config.codes.hybrid_weight > 0:
+        text += " " + catalog.titles[row][:config.train.max_title_chars].strip()
+    return text
+
+
 def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int = 0) -> datasets.Dataset:
     """Prompt/completion pairs: every train row's next item code, plus title -> code pairs, shuffled."""
     template = get_template(config.train.template)
@@ -36,13 +44,13 @@ def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int 
     for row in task.split("train"):
         target = task.catalog.row_of[row["target_item_ids"][0]]
         examples.append({"prompt": render_prompt(row, template, tokenizer, config.train.max_title_chars),
-                         "completion": code_text(codes.codes[target])})
+                         "completion": answer(codes, task.catalog, target, config)})
     if config.train.sft_alignment:
         alignment = get_template(ALIGNMENT_TEMPLATE)
         for row, title in enumerate(task.catalog.titles):
             context = {"history_titles": [title], "query": ""}
             examples.append({"prompt": render_prompt(context, alignment, tokenizer, config.train.max_title_chars),
-                             "completion": code_text(codes.codes[row])})
+                             "completion": code_text(codes.codes[row])})  # alignment: the code alone
     random.Random(seed).shuffle(examples)
     return datasets.Dataset.from_list(examples)
 
