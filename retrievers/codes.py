@@ -8,7 +8,7 @@ Ranking rules, for one generated code:
    the right neighbourhood high and earns graded NDCG credit.
 An invalid code (out-of-range numbers, a wrong level order) is read as far as it is valid. Several codes
 in one output (beams, samples, or a list) merge into one ranking: each item takes its best score over
-them. Output with no code in it ranks nothing (reward 0), never an error.
+them (the first `MAX_CODES_PER_OUTPUT` distinct codes). Output with no code in it ranks nothing (reward 0), never an error.
 
 Hybrid identifiers (`codes.hybrid_weight > 0`, TransRec style): words written beside the codes are
 searched with BM25 (bm25s), and `hybrid_weight` x the BM25 score, scaled to [0, 1) per query, is added.
@@ -31,6 +31,9 @@ from retrievers.base import Retriever, SearchResult, rows_result
 # A score is prefix length + a closeness in [0, 1), and + hybrid evidence in [0, hybrid_weight):
 # prefix length dominates as long as the hybrid weight is below 1.
 _CLOSENESS_SPAN = 0.999
+# Codes merged per output: each costs a pass over the catalog, and a degenerate output can repeat
+# thousands; the first distinct ones are what beams or a short list hold.
+MAX_CODES_PER_OUTPUT = 16
 
 
 class CodeRetriever(Retriever):
@@ -74,7 +77,7 @@ class CodeRetriever(Retriever):
         scores = np.full((len(queries), k), -np.inf, np.float32)
         word_scores = self._hybrid_scores(queries) if self._words is not None else None
         for i, query in enumerate(queries):
-            generated = parse_codes(query)
+            generated = list(dict.fromkeys(parse_codes(query)))[:MAX_CODES_PER_OUTPUT]
             if not generated:
                 continue
             best = np.max([self.item_scores(code) for code in generated], axis=0)

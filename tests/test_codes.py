@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rec_rl.codes.build import ItemCodes, deduplicate, item_codes, quantize
 from rec_rl.codes.tokens import add_code_tokens, code_text, parse_codes, strip_codes, vocabulary
@@ -204,3 +206,27 @@ def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Pa
     old = min(ids)
     assert np.allclose(before[:old].numpy(), after[:old].numpy()), "pretrained rows must not move"
     assert not np.allclose(before[ids].numpy(), after[ids].numpy()), "the new token rows must train"
+
+
+TOKEN_PIECES = ["<a_0>", "<a_1>", "<b_0>", "<b_1>", "<c_0>", "<c_9>", "<a_", "_1>", "<d_3>", "<a_99999>", "<z_0>",
+                " ", "\n", "\x00", "\ud800", "mario", "<", ">", "Code:"]
+CODE_TEXT = st.lists(st.one_of(st.sampled_from(TOKEN_PIECES), st.characters()), max_size=30).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outputs=st.lists(st.one_of(CODE_TEXT, st.integers(1000, 30000).map(lambda n: "<a_0><b_1>" * n)),
+                        min_size=1, max_size=5))
+def test_any_output_gets_a_finite_code_reward(outputs):
+    from rec_rl.data.catalog import Catalog
+    from rewards import RetrievalScorer, RewardConfig, build_reward_functions
+
+    catalog = Catalog.from_items([(str(i), f"item {i}") for i in range(4)])
+    retriever = CodeRetriever(catalog, CodesConfig(), codes=hand_made_codes())
+    scorer = RetrievalScorer(retriever, catalog, "plain", k=4)
+    functions, _ = build_reward_functions(scorer, RewardConfig(parse="plain", k=4, recall_weight=1.0))
+    columns = {"target_item_ids": [["0"]] * len(outputs), "gains": [[1.0]] * len(outputs),
+               "exclude_item_ids": [[]] * len(outputs)}
+    for function in functions:
+        values = function(None, outputs, **columns)
+        assert len(values) == len(outputs) and all(math.isfinite(v) for v in values)
+    assert all(isinstance(retriever.invalid_output(o), bool) for o in outputs)
