@@ -230,3 +230,15 @@ def test_any_output_gets_a_finite_code_reward(outputs):
         values = function(None, outputs, **columns)
         assert len(values) == len(outputs) and all(math.isfinite(v) for v in values)
     assert all(isinstance(retriever.invalid_output(o), bool) for o in outputs)
+
+
+def test_build_codes_command_prints_the_stats(tiny_sequential: Path, capsys):
+    import json
+
+    from rec_rl.cli import main
+
+    assert main(["build-codes", f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["method"] == "rq" and stats["items"] == 10 and stats["unique_after_dedup"] == 10
+    assert main(["build-codes", f"data.path={tiny_sequential}", "codes.method=pq"]) == 2  # a bad value names the key
+    assert "codes.method" in capsys.readouterr().err
