@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
         if name == "config":
             command.add_argument("--keys", action="store_true", help="list every key, its default and meaning")
-    options = parser.parse_args(argv)
+    # Options may sit between the config and its overrides (`rec-rl train CONFIG --resume key=value`).
+    options, extra = parser.parse_known_args(argv)
+    if any(arg.startswith("-") for arg in extra):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a.startswith('-'))}")
+    options.args += extra
     try:
         path, overrides = _split_args(options.args)
         config = load_config(path, overrides)

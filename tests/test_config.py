@@ -63,6 +63,14 @@ def test_cli_reports_config_errors_with_exit_code_2(capsys):
     assert "retriever.backend is 'elastic'" in capsys.readouterr().err
 
 
+def test_cli_takes_options_between_config_and_overrides(tmp_path: Path, capsys):
+    # --resume before an override: the run folder has no checkpoint, so the error proves both were read
+    assert main(["train", "train.algorithm=rloo", "--resume", f"train.run_dir={tmp_path / 'run'}"]) == 2
+    assert f"no checkpoint in {tmp_path / 'run' / 'checkpoints'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--no-such-option"])
+
+
 def test_cli_policy_path_prints_a_model_folder(capsys):
     assert main(["policy-path", "policy.model=tiny"]) == 0
     folder = Path(capsys.readouterr().out.strip())
