@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 
@@ -34,6 +35,26 @@ def configure_wandb(run_dir: Path, project: str, mode: str, group: str | None = 
     if group:
         os.environ["WANDB_RUN_GROUP"] = group
     return resolved
+
+
+def start_wandb_run(run_dir: Path, project: str, mode: str, config: dict) -> None:
+    """Start the run's wandb run in `run_dir` (TRL's and transformers' callbacks then log into it).
+
+    Started here rather than by the callback, because wandb reads WANDB_DIR once per process: a
+    second run in the same process (tests, a comparison of several routes) would otherwise write
+    into the first run's folder.
+    """
+    import wandb
+
+    wandb.init(dir=str(run_dir), project=project, mode=mode, config=config)
+
+
+def finish_wandb() -> None:
+    """End the active wandb run, if any: one `rec-rl train` is one wandb run (the explicit route's SFT and
+    RL stages share it), and a later run in the same process must start its own in its own folder."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 class MetricsLog:

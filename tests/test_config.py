@@ -28,7 +28,7 @@ def test_overrides_are_parsed_as_yaml():
 
 @pytest.mark.parametrize("override, message", [
     ("retriever.bakend=bm25", "unknown key 'retriever.bakend'"),
-    ("retriever.backend=elastic", r"retriever.backend is 'elastic'; expected one of \['bm25', 'dense'\]"),
+    ("retriever.backend=elastic", r"retriever.backend is 'elastic'; expected one of \['bm25', 'dense', 'codes'\]"),
     ("eval.max_rows=many", "eval.max_rows must be int, got 'many'"),
     ("eval.ks=[10, x]", r"eval.ks\[1\] must be int"),
     ("eval.baselines=[popularity, oracle]", r"eval.baselines is 'oracle'"),

@@ -31,7 +31,7 @@ from rec_rl.evaluation.report import SystemResult, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
 from rec_rl.policy import load_policy, lora_config, newline_token_ids
 from rec_rl.prompts import get_template, render_prompt
-from rec_rl.tracking import MetricsLog, configure_wandb, plot_curves
+from rec_rl.tracking import MetricsLog, configure_wandb, finish_wandb, plot_curves, start_wandb_run
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from retrievers import build_retriever
 from rewards import RetrievalScorer, RewardConfig, build_reward_functions
@@ -192,6 +192,14 @@ def train(config: RunConfig, resume: bool = False) -> str:
             raise ConfigError("--resume: verl resumes PPO runs itself from train.run_dir's checkpoints "
                               "(verl's trainer.resume_mode, default auto); run without --resume")
         return run_ppo(config)
+    try:
+        return _train_trl(config, resume)
+    finally:
+        finish_wandb()
+
+
+def _train_trl(config: RunConfig, resume: bool) -> str:
+    """`train` for the TRL algorithms (grpo, rloo), both routes."""
     run_dir = Path(config.train.run_dir)
     checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if resume and not checkpoints:
@@ -206,6 +214,8 @@ def train(config: RunConfig, resume: bool = False) -> str:
     mode = configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode)
     if mode == "disabled":
         args.report_to = [r for r in args.report_to if r != "wandb"]
+    elif main and "wandb" in args.report_to:
+        start_wandb_run(run_dir, config.train.wandb_project, mode, to_dict(config))
 
     task = load_task(config.data)
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
@@ -263,7 +273,8 @@ def train(config: RunConfig, resume: bool = False) -> str:
 
     from rec_rl.training.trainer import TRAINERS
 
-    title = f"{config.train.algorithm.upper()} {config.policy.model} -> {config.retriever.backend}[{config.retriever.engine}] ({config.train.template})"
+    backend = config.retriever.backend + (f"[{config.retriever.engine}]" if config.retriever.backend == "bm25" else "")
+    title = f"{config.train.algorithm.upper()} {config.policy.model} -> {backend} ({config.train.template})"
     trainer = TRAINERS[config.train.algorithm](
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
         peft_config=lora_config(config.policy), **rollout_kwargs,
