@@ -14,7 +14,7 @@ content hash (`retrievers.cache`), like indexes, and rebuilt if the catalog, enc
 Example:
     >>> codes = item_codes(catalog, CodesConfig())      # doctest: +SKIP
     >>> codes.codes[0], codes.stats["unique_codes"]      # doctest: +SKIP
-    (array([ 12, 201,   7,   0], dtype=int32), 14709)
+    (array([ 12, 201,   7,   0], dtype=int32), 14716)
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""`rec-rl train`: GRPO (or RLOO) fine-tuning of a query-writing policy against a frozen retriever.
+"""`rec-rl train`: GRPO (or RLOO) fine-tuning of a policy against a frozen retriever.
 
-The loop, in the order it runs:
+The policy writes search queries (the implicit route) or semantic item codes (the explicit route,
+`retriever.backend=codes`); one loop serves both. In the order it runs:
 1. load the task, the frozen retriever and the policy (the default is converted once from its GGUF);
+   for the explicit route, add the code tokens and run the SFT warm-up (`rec_rl.training.explicit`);
 2. build prompts (user context only) and the reward functions (NDCG/Recall of the retrieved list);
 3. score the base policy on the test rows, and the trivial last-titles query beside it;
 4. check that the reward is not constant on real completions (a broken retriever fails here, loudly);

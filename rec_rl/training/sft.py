@@ -75,8 +75,9 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
     """Run the SFT warm-up and return the merged model (also saved, with the tokenizer, in `run_dir/sft`)."""
     from trl import SFTTrainer
 
-    from rec_rl.training.callbacks import MetricsLogCallback
     from rec_rl.tracking import MetricsLog
+    from rec_rl.training.callbacks import MetricsLogCallback
+    from rec_rl.training.run import is_main_process
 
     import torch
     from peft import get_peft_model
@@ -93,11 +94,12 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
     new_rows[list(token_ids)] = 1
     embeddings.requires_grad_(True)
     embeddings.register_hook(lambda grad: grad * new_rows)
-    log = MetricsLog(run_dir / "sft_metrics.jsonl")
+    log = MetricsLog(run_dir / "sft_metrics.jsonl", writable=is_main_process())
     trainer = SFTTrainer(model=model, args=args, train_dataset=sft_examples(task, codes, config, tokenizer, config.seed),
                          processing_class=tokenizer, callbacks=[MetricsLogCallback(log, kind="sft", marker="loss")])
     trainer.train()
     merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(run_dir / "sft")
-    tokenizer.save_pretrained(run_dir / "sft")
+    if is_main_process():
+        merged.save_pretrained(run_dir / "sft")
+        tokenizer.save_pretrained(run_dir / "sft")
     return merged
