@@ -22,9 +22,8 @@ from rec_rl.data import load_task
 from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.policy import load_policy
 from rec_rl.prompts import get_template, render_prompt
-from rec_rl.training.explicit import code_token_ids
+from rec_rl.training.explicit import code_trie
 from rec_rl.training.run import stop_at_line_end, trainer_args
-from rec_rl.codes.trie import CodeTrie
 from retrievers import build_retriever
 
 
@@ -41,7 +40,7 @@ def main() -> None:
     model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(options.run_dir / "sft")))
     stop_at_line_end(model, tokenizer, trainer_args(config, options.run_dir))
     eos = model.generation_config.eos_token_id
-    trie = CodeTrie(code_token_ids(tokenizer, retriever.codes.codes).tolist(), eos if isinstance(eos, list) else [eos])
+    trie = code_trie(tokenizer, retriever.codes.codes, eos)
     rows = task.split("test", options.rows, config.seed)
     template = get_template(config.train.template)
     prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]

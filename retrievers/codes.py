@@ -66,7 +66,11 @@ class CodeRetriever(Retriever):
         prefix = np.cumprod(matches, axis=1).sum(axis=1).astype(np.float64)
         vector, mask = self.codes.decode(code)
         if mask.any():
-            distance = ((self.codes.reference[:, mask] - vector[mask]) ** 2).sum(axis=1)
+            # Residual codes describe every dimension: skip the masked copy of the whole catalog there.
+            reference = self.codes.reference
+            if not mask.all():
+                reference, vector = reference[:, mask], vector[mask]
+            distance = ((reference - vector) ** 2).sum(axis=1)
             closeness = 1.0 - distance / (distance.max() + 1e-12)
         else:
             closeness = np.zeros(len(prefix))

@@ -152,7 +152,7 @@ def test_trie_allows_only_catalog_codes_and_generation_obeys_it(tiny_catalog):
     import torch
 
     from rec_rl.policy import load_policy
-    from rec_rl.training.explicit import code_token_ids
+    from rec_rl.training.explicit import code_trie
 
     trie = CodeTrie([[10, 20], [10, 21], [11, 20]], end_ids=[0])
     assert trie.allowed(()) == [10, 11] and trie.allowed((10,)) == [20, 21] and trie.allowed((11, 20)) == [0]
@@ -163,8 +163,7 @@ def test_trie_allows_only_catalog_codes_and_generation_obeys_it(tiny_catalog):
     model, tokenizer = load_policy(PolicyConfig(model="tiny"))
     codes = item_codes(tiny_catalog, SMALL)
     add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, tiny_catalog.titles)
-    eos = model.generation_config.eos_token_id
-    trie = CodeTrie(code_token_ids(tokenizer, codes.codes).tolist(), eos if isinstance(eos, list) else [eos])
+    trie = code_trie(tokenizer, codes.codes, model.generation_config.eos_token_id)
     inputs = tokenizer(["Code:", "a longer prompt Code:"], return_tensors="pt", padding=True)
     torch.manual_seed(0)
     output = model.generate(**inputs, do_sample=True, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id,

@@ -32,7 +32,6 @@ from rec_rl.data.catalog import Catalog
 from retrievers.cache import cached_index
 
 CODES_FORMAT = 1  # bump when what the cached files mean changes
-TRAIN_SEED = 1234
 
 
 @dataclass
@@ -91,6 +90,14 @@ def array_hash(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:32]
 
 
+def level_slices(method: str, dim: int, levels: int) -> list[slice]:
+    """The slice of the reference space each quantizer level codes: all of it (rq), or its own part (opq_pq)."""
+    if method == "rq":
+        return [slice(0, dim)] * levels
+    width = dim // levels
+    return [slice(l * width, (l + 1) * width) for l in range(levels)]
+
+
 def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
     """Train the quantizer on `embeddings`; return (codes, centroids per level, slices, rotation).
 
@@ -109,7 +116,7 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
         quantizer.train(x)
         codes = _unpack(quantizer.compute_codes(x), config.levels, config.codebook_bits)
         books = faiss.vector_to_array(quantizer.codebooks).reshape(config.levels, size, dim)
-        return codes, list(books), [slice(0, dim)] * config.levels, np.eye(dim, dtype=np.float32)
+        return codes, list(books), level_slices("rq", dim, config.levels), np.eye(dim, dtype=np.float32)
     if config.method != "opq_pq":
         raise ValueError(f"codes.method is {config.method!r}; expected 'rq' or 'opq_pq'")
     if dim % config.levels:
@@ -127,7 +134,7 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
     width = dim // config.levels
     books = faiss.vector_to_array(quantizer.centroids).reshape(config.levels, size, width)
     matrix = faiss.vector_to_array(rotation.A).reshape(dim, dim)
-    return codes, list(books), [slice(l * width, (l + 1) * width) for l in range(config.levels)], matrix
+    return codes, list(books), level_slices("opq_pq", dim, config.levels), matrix
 
 
 def _unpack(packed: np.ndarray, levels: int, bits: int) -> np.ndarray:
@@ -181,10 +188,7 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
     codes = np.load(folder / "codes.npy")
     centroids = list(np.load(folder / "centroids.npy"))
     rotation = np.load(folder / "rotation.npy")
-    dim = embeddings.shape[1]
-    width = dim if config.method == "rq" else dim // config.levels
-    dims = [slice(0, dim)] * config.levels if config.method == "rq" else [
-        slice(l * width, (l + 1) * width) for l in range(config.levels)]
     stats = json.loads((folder / "stats.json").read_text())
-    return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids, dims,
+    return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids,
+                     level_slices(config.method, embeddings.shape[1], config.levels),
                      np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32), stats)

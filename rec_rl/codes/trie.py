@@ -35,9 +35,6 @@ class CodeTrie:
         so sampling always has a token to pick)."""
         return self._next.get(tuple(prefix), self.end_ids)
 
-    def __len__(self) -> int:
-        return len(self._next)
-
 
 def prefix_allowed_tokens_fn(trie: CodeTrie, prompt_length: int):
     """transformers' `prefix_allowed_tokens_fn` for prompts left-padded to `prompt_length` tokens.

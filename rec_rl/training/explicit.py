@@ -35,6 +35,11 @@ def code_token_ids(tokenizer, codes: np.ndarray) -> np.ndarray:
     return np.column_stack([lookup[level][codes[:, level]] for level in range(levels)])
 
 
+def code_trie(tokenizer, codes: np.ndarray, eos) -> CodeTrie:
+    """The trie of every item's token-id code, ending at `eos` (the generation config's id or ids)."""
+    return CodeTrie(code_token_ids(tokenizer, codes).tolist(), eos if isinstance(eos, list) else [eos])
+
+
 def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir: Path, resume: bool) -> ExplicitPolicy:
     """The policy for the explicit route: from `run_dir/sft` on resume, else with tokens added and warmed up."""
     from rec_rl.training.sft import warm_up
@@ -51,8 +56,5 @@ def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir:
         if config.train.sft.get("max_steps", 1) != 0:
             model = warm_up(model, tokenizer, task, codes, token_ids, config, run_dir)
             warmed_up = True
-    trie = None
-    if config.codes.constrained:
-        end_ids = eos if isinstance(eos, list) else [eos]
-        trie = CodeTrie(code_token_ids(tokenizer, codes.codes).tolist(), end_ids)
+    trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
     return ExplicitPolicy(model, tokenizer, trie, warmed_up)
