@@ -285,8 +285,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _check_value(value, annotation, key: str, source: str):
-    """Return `value` converted to `annotation`, or raise ConfigError naming `key`."""
+def _check_value(value, annotation, key: str, source):
+    """Return `value` converted to `annotation`, or raise ConfigError naming `key` and `source(key)`."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -302,27 +302,28 @@ def _check_value(value, annotation, key: str, source: str):
         return _build(annotation, value, key, source)
     if annotation is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source(key)}: {key} must be a mapping, got {value!r}")
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
-        raise ConfigError(f"{source}: {key} must be {annotation.__name__}, got {value!r}")
+        raise ConfigError(f"{source(key)}: {key} must be {annotation.__name__}, got {value!r}")
     return value
 
 
-def _build(cls, values, prefix: str, source: str):
+def _build(cls, values, prefix: str, source):
+    """`cls` from the mapping `values`; `source(key)` says where a key's value came from (file or override)."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: {prefix or 'the config'} must be a mapping, got {values!r}")
+        raise ConfigError(f"{source(prefix)}: {prefix or 'the config'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
         key = f"{prefix}.{name}" if prefix else str(name)
         if name not in fields:
-            raise ConfigError(f"{source}: unknown key {key!r}; {prefix or 'top level'} has {sorted(fields)}")
+            raise ConfigError(f"{source(key)}: unknown key {key!r}; {prefix or 'top level'} has {sorted(fields)}")
         kwargs[name] = _check_value(value, hints[name], key, source)
         if hints[name] is dict:  # a mapping section merges over its defaults instead of replacing them
             kwargs[name] = {**fields[name].default_factory(), **kwargs[name]}
@@ -330,7 +331,7 @@ def _build(cls, values, prefix: str, source: str):
         checked = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
         for item in checked:
             if choices and item is not None and item not in choices:
-                raise ConfigError(f"{source}: {key} is {item!r}; expected one of {list(choices)}")
+                raise ConfigError(f"{source(key)}: {key} is {item!r}; expected one of {list(choices)}")
     return cls(**kwargs)
 
 
@@ -351,9 +352,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     The defaults are the embedded default run (configs/default.yaml spells them out).
     Override values are parsed as YAML, so `eval.ks=[5,10]` and `data.path=null` work.
     """
-    tree, source = {}, "defaults"
+    tree, file_source, overridden = {}, "defaults", set()
     if path:
-        path, source = Path(path), str(path)
+        path, file_source = Path(path), str(path)
         if not path.exists():
             raise ConfigError(f"{path}: config file not found")
         try:
@@ -365,6 +366,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"override {override!r} must look like key.path=value")
         key, raw = override.split("=", 1)
         _set_path(tree, key.strip(), parse_yaml(raw) if raw.strip() else None)
+        overridden.add(key.strip())
+
+    def source(key: str) -> str:
+        """'override' when an override set `key`, a part of it, or the section holding it; else the file."""
+        for set_key in overridden:
+            if key == set_key or key.startswith((set_key + ".", set_key + "[")) or set_key.startswith(key + "."):
+                return "override"
+        return file_source
+
     return _build(RunConfig, tree, "", source)
 
 

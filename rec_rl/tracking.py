@@ -7,10 +7,13 @@ run folder, where `wandb sync` can upload it later.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def wandb_mode(requested: str) -> str:
@@ -61,8 +64,9 @@ class MetricsLog:
     """Append-only `metrics.jsonl`: one JSON object per logged event, each with its `step`.
 
     `truncate_after(step)` drops events past a checkpoint's step, so that a resumed run neither
-    duplicates nor loses steps. With `writable=False` (every process but the first of a multi-process
-    run) writes are dropped and reads still see the file.
+    duplicates nor loses steps. A run killed mid-write leaves a torn last line: reads skip it, and
+    `truncate_after` rewrites the file without it, atomically. With `writable=False` (every process
+    but the first of a multi-process run) writes are dropped and reads still see the file.
     """
 
     def __init__(self, path: Path, writable: bool = True):
@@ -80,13 +84,28 @@ class MetricsLog:
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        text = self.path.read_text()
+        lines = text.split("\n")
+        events = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except ValueError as error:
+                if number == len(lines):  # no newline after it: the write was cut off by a crash
+                    logger.warning("%s: line %d is an unfinished write (the run was killed); skipped", self.path, number)
+                    continue
+                raise ValueError(f"{self.path}, line {number}: not a JSON event ({error})") from None
+        return events
 
     def truncate_after(self, step: int) -> None:
         if not self.writable:
             return
         kept = [event for event in self.read() if event.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(event) + "\n" for event in kept))
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text("".join(json.dumps(event) + "\n" for event in kept))
+        os.replace(partial, self.path)  # a crash here keeps the old log whole
 
 
 def plot_curves(events: list[dict], path: Path, title: str) -> None:

@@ -63,6 +63,11 @@ def model_identity(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def embedding_settings(model_path: Path) -> dict:
+    """What the cached catalog embeddings depend on: their format and the encoder's identity."""
+    return {"format": EMBEDDINGS_FORMAT, "model": model_identity(model_path), "normalized": True}
+
+
 def load_model(folder: Path):
     """A SentenceTransformer on CPU from a local folder, never touching the hub."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -81,7 +86,7 @@ class DenseRetriever(Retriever):
         self.max_query_terms = analysis.check_query_terms(config.max_query_terms)
         self.model_path = resolve_model(config.model)
         self._model = None
-        settings = {"format": EMBEDDINGS_FORMAT, "model": model_identity(self.model_path), "normalized": True}
+        settings = embedding_settings(self.model_path)
         folder = cached_index("dense-embeddings", catalog, settings, self._encode_catalog, config.cache_dir)
         self.embeddings = np.load(folder / EMBEDDINGS_FILE)
         self.index = self._load_index(settings)

@@ -35,6 +35,7 @@ def test_overrides_are_parsed_as_yaml():
     ("data.drop_history=3", "data.drop_history must be bool"),
     ("retriever=bm25", "retriever must be a mapping"),
     ("nonsense", "must look like key.path=value"),
+    ("retriever.k1.x=3", r"override: retriever.k1 must be float, got \{'x': 3\}"),
 ])
 def test_bad_values_name_the_key(override: str, message: str):
     with pytest.raises(ConfigError, match=message):
@@ -52,6 +53,16 @@ def test_bad_file_names_the_file(tmp_path: Path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_errors_name_the_source_of_the_bad_value(tmp_path: Path):
+    (tmp_path / "run.yaml").write_text("retriever:\n  k1: fast\n")
+    with pytest.raises(ConfigError, match="run.yaml: retriever.k1 must be float, got 'fast'"):
+        load_config(tmp_path / "run.yaml")
+    with pytest.raises(ConfigError, match="override: eval.ks\\[0\\] must be int, got 'x'"):
+        load_config(tmp_path / "run.yaml", ["retriever.k1=1.2", "eval.ks=[x]"])
+    with pytest.raises(ConfigError, match="override retriever.k1.x: k1 is not a section"):
+        load_config(tmp_path / "run.yaml", ["retriever.k1.x=3"])
+
+
 def test_every_key_is_documented():
     lines = describe()
     assert any(line.startswith("retriever.engine = 'pyserini' ['pyserini', 'bm25s']") for line in lines)
@@ -66,7 +77,7 @@ def test_cli_reports_config_errors_with_exit_code_2(capsys):
 def test_cli_takes_options_between_config_and_overrides(tmp_path: Path, capsys):
     # --resume before an override: the run folder has no checkpoint, so the error proves both were read
     assert main(["train", "train.algorithm=rloo", "--resume", f"train.run_dir={tmp_path / 'run'}"]) == 2
-    assert f"no checkpoint in {tmp_path / 'run' / 'checkpoints'}" in capsys.readouterr().err
+    assert f"no complete checkpoint in {tmp_path / 'run' / 'checkpoints'}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--no-such-option"])
 

@@ -53,10 +53,21 @@ def test_compressed_files_are_found(tiny_sequential: Path):
     ("sequences.jsonl", '{"user_id": "u1", "item_ids": [1, 2, 3, 4]}', r"sequences.jsonl:6: duplicate user_id 'u1'"),
     ("sequences.jsonl", '{"item_ids": [1, 2, 3, 4]}', r"sequences.jsonl:6: missing 'user_id'"),
     ("sequences.jsonl", '{"user_id": "u9", "item_ids": [1, 2]}', r"sequences.jsonl:6: user 'u9' has 2 items"),
+    ("sequences.jsonl", '{"user_id": "u9", "item_ids": "1 2 3 4"}', r"sequences.jsonl:6: 'item_ids' must be a list, got str"),
+    ("sequences.jsonl", '[1, 2, 3, 4]', r"sequences.jsonl:6: expected a JSON object, got list"),
+    ("items.jsonl", '{"item_id": 11, "title": "  "}', r"items.jsonl:11: missing 'title'"),
 ])
 def test_bad_rows_name_file_and_line(tiny_sequential: Path, file: str, line: str, expected: str):
     with (tiny_sequential / file).open("a") as handle:
         handle.write(line + "\n")
+    with pytest.raises(DataError, match=expected):
+        load_task(load_config(None, [f"data.path={tiny_sequential}"]).data)
+
+
+@pytest.mark.parametrize("file, expected", [("items.jsonl", "items.jsonl: no items"),
+                                            ("sequences.jsonl", "sequences.jsonl: no sequences")])
+def test_empty_files_are_named(tiny_sequential: Path, file: str, expected: str):
+    (tiny_sequential / file).write_text("\n")
     with pytest.raises(DataError, match=expected):
         load_task(load_config(None, [f"data.path={tiny_sequential}"]).data)
 
@@ -108,6 +119,8 @@ def test_esci_separate_products_file_and_parquet(tmp_path: Path):
     ({"query_id": "q1", "query": "x", "product_id": "P1", "esci_label": "Q", "product_title": "t"}, "esci_label 'Q'"),
     ({"query_id": "q1", "query": "x", "esci_label": "E", "product_title": "t"}, "missing 'product_id'"),
     ({"query_id": "q1", "query": "x", "product_id": "P1", "esci_label": "E", "product_title": "t"}, "query 'q1' judges product 'P1' twice"),
+    ({"query_id": "q9", "query": "x", "product_id": "P1", "esci_label": "E", "product_title": "t", "split": "dev"},
+     "split 'dev' is not 'train' or 'test'"),
 ])
 def test_esci_bad_rows_name_file_and_line(tmp_path: Path, record: dict, expected: str):
     rows = [json.loads(line) for line in (FIXTURES / "esci_small.jsonl").read_text().splitlines()]

@@ -158,6 +158,25 @@ def test_lora_only_on_chosen_layers(tiny):
         lora_config(PolicyConfig(model=str(tiny), lora_layers=[2]))
 
 
+def test_bad_lora_layers_and_a_model_without_chat_template_name_the_key(tiny, tmp_path):
+    import shutil
+
+    with pytest.raises(ConfigError, match=r"policy\.lora_layers is empty"):
+        lora_config(PolicyConfig(model=str(tiny), lora_layers=[]))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"policy\.lora_layers: negative indices need num_hidden_layers"):
+        lora_config(PolicyConfig(model=str(bare), lora_layers=[-1]))
+    base = shutil.copytree(tiny, tmp_path / "base")
+    (base / "chat_template.jinja").unlink()
+    tokenizer_config = json.loads((base / "tokenizer_config.json").read_text())
+    tokenizer_config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    with pytest.raises(ConfigError, match=r"policy\.model: .*/base' has no chat template"):
+        load_policy(PolicyConfig(model=str(base)))
+
+
 def test_bad_model_path_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"policy\.model.*does not exist") as error:
         resolve_model_path(PolicyConfig(model=str(tmp_path / "missing")))

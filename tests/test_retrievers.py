@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from rec_rl.codes.tokens import code_text
 from rec_rl.config import RetrieverConfig
 from rec_rl.data.catalog import Catalog, read_catalog
 from retrievers import Retriever, SearchResult, build_retriever
@@ -347,3 +351,59 @@ def test_cache_removes_day_old_temporary_folders(games, tmp_path):
     os.utime(crashed, (time.time() - 2 * 86400,) * 2)
     cached_index("demo", games, {}, lambda folder: (folder / "x.bin").write_bytes(b"x"), tmp_path)
     assert not crashed.exists() and running.exists()
+
+
+# --- fuzzed queries, every backend ------------------------------------------------------------
+
+QUERY_PIECES = ["AND", "OR", "NOT", "(", ")", ":", "*", "?", "~2", "^3", '"', "\\", "[a TO z]", "title:", "+", "-",
+                "&&", "||", "/", "{", "}", "<a_0>", "<b_1>", "<c_", "_3>", "<a_99999>", "<z_0>", "mario", "halo",
+                "xbox", " ", "\n", "\t", "\x00", "\ud800", "\udfff", "\u202e", "\ufeff", "nan", "inf", "1e999"]
+QUERY = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.one_of(st.sampled_from(QUERY_PIECES), st.characters()), max_size=40).map("".join),
+    st.integers(90_000, 110_000).map(lambda n: ("mario halo " * n)[:n]),  # ~100k characters
+    st.integers(90_000, 110_000).map(lambda n: "<a_0><b_1>" * (n // 10)),
+    st.just(""),
+)
+
+
+@pytest.fixture(scope="module")
+def every_backend(games, retrievers, tmp_path_factory) -> dict[str, Retriever]:
+    """The module's retrievers plus dense HNSW and semantic codes, over the same tiny catalog."""
+    from rec_rl.config import CodesConfig
+
+    cache = str(tmp_path_factory.mktemp("more-backends-cache"))
+    return {**retrievers,
+            "dense hnsw": build_retriever(RetrieverConfig(backend="dense", index="hnsw", cache_dir=cache), games),
+            "codes": build_retriever(RetrieverConfig(backend="codes", cache_dir=cache), games,
+                                     CodesConfig(levels=2, codebook_bits=2))}
+
+
+@pytest.mark.parametrize("backend", ["pyserini", "bm25s", "dense", "dense hnsw", "codes"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(queries=st.lists(QUERY, min_size=1, max_size=4), k=st.sampled_from([1, 3, 12, 50]))
+def test_fuzzed_queries_get_a_ranking_and_finite_rewards(every_backend, games, backend, queries, k):
+    from rewards import RetrievalScorer, RewardConfig, build_reward_functions
+
+    retriever = every_backend[backend]
+    result = retriever.search(queries, k)
+    width = min(k, len(games))
+    assert result.rows.shape == result.scores.shape == (len(queries), width)
+    assert ((result.rows >= -1) & (result.rows < len(games))).all()
+    assert ((result.rows == -1) == np.isneginf(result.scores)).all(), "padding is row -1 with score -inf"
+    assert np.isfinite(result.scores[result.rows >= 0]).all()
+    assert all(isinstance(retriever.invalid_output(q), bool) for q in queries)
+
+    # Through the reward functions TRL calls, with a completion that is valid for every backend so that
+    # the batch is not wholly unscorable (which is a broken retriever, and raises by design).
+    valid = games.titles[3] if backend != "codes" else code_text(retriever.codes.codes[3])
+    completions = [*queries, valid]
+    scorer = RetrievalScorer(retriever, games, "plain", k=4, format_penalty=-0.1)
+    functions, _ = build_reward_functions(scorer, RewardConfig(parse="plain", k=4, recall_weight=1.0, mrr_weight=1.0,
+                                                                length_penalty=0.01))
+    columns = {"target_item_ids": [["g3"]] * len(completions), "gains": [[1.0]] * len(completions),
+               "exclude_item_ids": [[]] * len(completions)}
+    for function in functions:
+        values = function(None, completions, **columns)
+        assert len(values) == len(completions) and all(type(v) is float and math.isfinite(v) for v in values)

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, load_config
-from rec_rl.training.run import is_main_process, stop_at_line_end, train, trainer_args
+from rec_rl.tracking import MetricsLog
+from rec_rl.training.run import (checkpoint_step, is_main_process, last_complete_checkpoint, stop_at_line_end,
+                                     train, trainer_args)
 
 
 RLOO_CONFIG = Path(__file__).parents[1] / "configs" / "rloo.yaml"
 
 
-def tiny_run(data: Path, run_dir: Path, steps: int, *extra: str, config_file: Path | None = None, section: str = "grpo"):
+def tiny_overrides(data: Path, run_dir: Path, steps: int, *extra: str, section: str = "grpo") -> list[str]:
     # Dense retrieval ranks every item for any query, so even a random policy's rewards vary within a
     # group and GRPO has a gradient to follow.
-    return load_config(config_file, [
-        f"data.path={data}", "retriever.backend=dense", "policy.model=tiny", "policy.lora_layers=[-1]",
-        f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5", "train.eval_every=1",
-        "train.wandb_mode=offline", "reward.k=20", "eval.ks=[1, 5]", "eval.bootstrap=50",
-        f"train.{section}={{max_steps: {steps}, per_device_train_batch_size: 4, num_generations: 2, "
-        "max_completion_length: 6, save_steps: 1, warmup_steps: 0, learning_rate: 0.01}", *extra])
+    return [f"data.path={data}", "retriever.backend=dense", "policy.model=tiny", "policy.lora_layers=[-1]",
+            f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5", "train.eval_every=1",
+            "train.wandb_mode=offline", "reward.k=20", "eval.ks=[1, 5]", "eval.bootstrap=50",
+            f"train.{section}={{max_steps: {steps}, per_device_train_batch_size: 4, num_generations: 2, "
+            "max_completion_length: 6, save_steps: 1, warmup_steps: 0, learning_rate: 0.01}", *extra]
+
+
+def tiny_run(data: Path, run_dir: Path, steps: int, *extra: str, config_file: Path | None = None, section: str = "grpo"):
+    return load_config(config_file, tiny_overrides(data, run_dir, steps, *extra, section=section))
 
 
 def train_events(run_dir: Path) -> list[dict]:
@@ -53,6 +63,43 @@ def test_train_learns_writes_artefacts_and_resumes(tiny_sequential: Path, tmp_pa
     train(tiny_run(tiny_sequential, run_dir, steps=3), resume=True)
     steps = [e["step"] for e in train_events(run_dir) if e["kind"] == "train"]
     assert steps == [1, 2, 3], "resume continues from checkpoint-2 without repeating or skipping steps"
+
+
+def test_sigkill_mid_run_resumes_without_duplicated_or_missing_steps(tiny_sequential: Path, tmp_path: Path):
+    run_dir, steps = tmp_path / "run", 12
+    overrides = tiny_overrides(tiny_sequential, run_dir, steps, "train.eval_every=0",
+                               "train.grpo.save_steps=2", "train.grpo.save_total_limit=2")
+    process = subprocess.Popen([sys.executable, "-m", "rec_rl.cli", "train", *overrides],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    try:
+        deadline = time.monotonic() + 300
+        # Kill between saves: a checkpoint exists and steps past it are already logged.
+        while process.poll() is None and time.monotonic() < deadline:
+            checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
+            logged = [e["step"] for e in log.read() if e["kind"] == "train"]
+            if checkpoint and logged and max(logged) > checkpoint_step(checkpoint):
+                break
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
+    logged = [e["step"] for e in log.read() if e["kind"] == "train"]
+    saved = checkpoint_step(last_complete_checkpoint(run_dir / "checkpoints"))
+    assert saved < max(logged) < steps
+
+    # A save the kill interrupted: a newer checkpoint folder without its trainer_state.json.
+    torn = run_dir / "checkpoints" / f"checkpoint-{saved + 1}"
+    torn.mkdir(exist_ok=True)
+    (torn / "adapter_model.safetensors").write_bytes(b"torn")
+    with (run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write('{"kind": "train", "st')  # and a log line cut off mid-write
+
+    train(load_config(None, overrides), resume=True)
+    events = log.read()
+    assert [e["step"] for e in events if e["kind"] == "train"] == list(range(1, steps + 1))
+    assert [e["step"] for e in events if e["kind"] == "valid"] == [0]
 
 
 def test_bm25s_engine_and_mrr_reward_by_override_alone(tiny_sequential: Path, tmp_path: Path):
@@ -90,7 +137,7 @@ def test_rloo_knobs_reach_trl(tmp_path: Path):
 
 def test_train_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tiny_sequential: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
-    with pytest.raises(ConfigError, match="no checkpoint"):
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(tiny_run(tiny_sequential, run_dir, steps=1), resume=True)
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text("")
@@ -143,3 +190,16 @@ def test_only_the_first_process_writes(monkeypatch, tmp_path: Path):
     other.write({"step": 2})
     other.truncate_after(0)
     assert other.read() == [{"step": 1}]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["codes.hybrid_weight=0.3"], "codes.hybrid_weight > 0 needs codes.constrained=false"),
+    (["train.algorithm=rloo"], "codes.constrained rollouts need train.algorithm=grpo"),
+    (["train.sft.weight_decay=0.01"], "train.sft.weight_decay must be 0"),
+    (["policy.lora=false"], "set policy.lora=true"),
+])
+def test_explicit_route_refuses_settings_it_cannot_combine_before_any_work(tmp_path: Path, overrides, message):
+    config = load_config(None, ["retriever.backend=codes", f"train.run_dir={tmp_path / 'run'}", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        train(config)
+    assert not (tmp_path / "run").exists(), "refused before the run folder, the index or the policy"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -38,6 +39,8 @@ from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from retrievers import build_retriever
 from rewards import RetrievalScorer, RewardConfig, build_reward_functions
 from rewards.parsing import format_answer
+
+logger = logging.getLogger(__name__)
 
 REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
 
@@ -200,12 +203,54 @@ def train(config: RunConfig, resume: bool = False) -> str:
         finish_wandb()
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a `checkpoint-<step>` folder was saved at."""
+    return int(checkpoint.name.split("-")[1])
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose save finished, or None.
+
+    transformers writes a checkpoint's files in place and its `trainer_state.json` last, so a run killed
+    mid-save leaves a newer folder without a readable state; it is skipped (with a warning) for the one
+    before it, which `save_total_limit` rotation only deletes after the new save completes.
+    """
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+                   key=checkpoint_step, reverse=True)
+    for checkpoint in found:
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+            return checkpoint
+        except (OSError, ValueError):
+            logger.warning("%s is incomplete (its save was interrupted); resuming from an earlier checkpoint", checkpoint)
+    return None
+
+
+def check_explicit_route(config: RunConfig) -> None:
+    """Settings the explicit route (`retriever.backend=codes`) cannot combine; checked before any work starts."""
+    if config.retriever.backend != "codes":
+        return
+    if config.codes.constrained and config.codes.hybrid_weight > 0:
+        raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
+                          "output after its code, leaving no room for the title words hybrid identifiers add")
+    if config.codes.constrained and config.train.algorithm != "grpo":
+        raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
+                          "rollout hook); set codes.constrained=false or use grpo")
+    if config.train.sft.get("max_steps", 1) != 0:
+        if config.train.sft.get("weight_decay", 0):
+            raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
+        if not config.policy.lora:
+            raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: "
+                              "set policy.lora=true")
+
+
 def _train_trl(config: RunConfig, resume: bool) -> str:
     """`train` for the TRL algorithms (grpo, rloo), both routes."""
+    check_explicit_route(config)
     run_dir = Path(config.train.run_dir)
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if resume and not checkpoints:
-        raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    checkpoint = last_complete_checkpoint(run_dir / "checkpoints") if resume else None
+    if resume and checkpoint is None:
+        raise ConfigError(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}")
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"train.run_dir {str(run_dir)!r} already holds a run; pass --resume or choose another run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -229,12 +274,6 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         from rec_rl.training import explicit
         from rec_rl.training.rollout import constrained_rollout
 
-        if config.codes.constrained and config.codes.hybrid_weight > 0:
-            raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
-                              "output after its code, leaving no room for the title words hybrid identifiers add")
-        if config.codes.constrained and config.train.algorithm != "grpo":
-            raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
-                              "rollout hook); set codes.constrained=false or use grpo")
         policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
         model, tokenizer, trie = policy.model, policy.tokenizer, policy.trie
         base_label = "SFT policy" if policy.warmed_up else base_label
@@ -261,7 +300,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     if resume and base_file.exists():
         saved = json.loads(base_file.read_text())
         base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
-        log.truncate_after(int(checkpoints[-1].name.split("-")[1]))
+        log.truncate_after(checkpoint_step(checkpoint))
     else:
         base, base_completions = evaluate_policy(base_label, model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
         if main:
@@ -283,7 +322,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
                                                                run_dir / "curves.png", title)])
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(run_dir / "final"))
 

@@ -83,12 +83,7 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
     from peft import get_peft_model
 
     args = sft_args(config, run_dir / "sft_checkpoints")
-    if args.weight_decay:
-        raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
-    peft_config = lora_config(config.policy)
-    if peft_config is None:
-        raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: set policy.lora=true")
-    model = get_peft_model(model, peft_config)
+    model = get_peft_model(model, lora_config(config.policy))  # run.check_explicit_route made sure LoRA is on
     embeddings = model.get_input_embeddings().weight
     new_rows = torch.zeros(embeddings.shape[0], 1, dtype=embeddings.dtype)
     new_rows[list(token_ids)] = 1
