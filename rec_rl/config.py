@@ -249,6 +249,10 @@ class TrainConfig:
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
         "time and earn nothing."))
+    shared_prefix: bool = field(default=True, **_help(
+        "grpo/rloo: run each distinct prompt once per batch in the loss's forward and backward, its keys and "
+        "values shared by its group's completions (rec_rl/training/shared_prefix.py); same values, fewer FLOPs. "
+        "Off, or skipped, with several processes, gradient checkpointing or multimodal inputs."))
     grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))

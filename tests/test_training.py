@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, load_config
 from rec_rl.tracking import MetricsLog
+from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
 from rec_rl.training.run import (checkpoint_step, is_main_process, last_complete_checkpoint, stop_at_line_end,
                                      train, trainer_args)
 
@@ -40,9 +41,17 @@ def train_events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_train_learns_writes_artefacts_and_resumes(tiny_sequential: Path, tmp_path: Path):
+def test_train_learns_writes_artefacts_and_resumes(tiny_sequential: Path, tmp_path: Path, monkeypatch):
+    from rec_rl.training import trainer
+
+    shared_calls = []
+    monkeypatch.setattr(trainer, "shared_prefix_logps",
+                        lambda *args, **kwargs: shared_calls.append("loss") or shared_prefix_logps(*args, **kwargs))
+    monkeypatch.setattr(trainer, "shared_prefill_generate",
+                        lambda *args: shared_calls.append("generate") or shared_prefill_generate(*args))
     run_dir = tmp_path / "run"
     markdown = train(tiny_run(tiny_sequential, run_dir, steps=2))
+    assert shared_calls == ["generate", "loss"] * 2, "each distinct prompt computed once, every step"
 
     events = train_events(run_dir)
     steps = [e["step"] for e in events if e["kind"] == "train"]
@@ -179,8 +188,6 @@ def test_stop_at_line_end_reaches_transformers_and_vllm_rollouts(tmp_path: Path)
 
 
 def test_only_the_first_process_writes(monkeypatch, tmp_path: Path):
-    from rec_rl.tracking import MetricsLog
-
     monkeypatch.setenv("RANK", "1")
     assert not is_main_process()
     monkeypatch.setenv("RANK", "0")
@@ -203,3 +210,70 @@ def test_explicit_route_refuses_settings_it_cannot_combine_before_any_work(tmp_p
     with pytest.raises(ConfigError, match=message):
         train(config)
     assert not (tmp_path / "run").exists(), "refused before the run folder, the index or the policy"
+
+
+def test_shared_prefix_logps_equal_trls_forward_with_gradients():
+    """Each distinct prompt run once gives TRL's fused-head log-probs, entropies and LoRA gradients."""
+    import torch
+    from peft import get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
+
+    from rec_rl.config import PolicyConfig
+    from rec_rl.policy import load_policy, lora_config
+    from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
+
+    model, _ = load_policy(PolicyConfig(model="tiny"))
+    add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    model = get_peft_model(model, lora_config(PolicyConfig(model="tiny", lora_layers=[-1])))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # LoRA B starts at zero; make the adapters change the prompt's keys and values
+            torch.nn.init.normal_(parameter, std=0.02)
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    width, completion = 30, 7
+    ids, mask = [], []
+    for prompt_length in (30, 22):  # two prompts, the second left-padded, four completions each
+        prompt = torch.randint(5, 1000, (prompt_length,), generator=generator)
+        for j in range(4):
+            ids.append(torch.cat([torch.zeros(width - prompt_length, dtype=torch.long), prompt,
+                                  torch.randint(5, 1000, (completion,), generator=generator)]))
+            mask.append(torch.cat([torch.zeros(width - prompt_length, dtype=torch.long),
+                                   torch.ones(prompt_length, dtype=torch.long),
+                                   (torch.arange(completion) < 2 + 2 * j).long()]))  # right-padded completions
+    ids, mask = torch.stack(ids), torch.stack(mask)
+
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-completion] = -100
+    full = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    logps, entropies = shared_prefix_logps(model, ids, mask, completion, compute_entropy=True)
+    scored = mask[:, -completion:].bool()
+    assert torch.allclose(logps[scored], full.log_probs[:, -completion:][scored], atol=1e-5)
+    assert torch.allclose(entropies[scored], full.entropy[:, -completion:][scored], atol=1e-5)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    expected = torch.autograd.grad((full.log_probs[:, -completion:] * scored).sum(), trainable)
+    shared = torch.autograd.grad((logps * scored).sum(), trainable)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, shared))
+    assert max(g.abs().max() for g in expected) > 1e-3, "the gradients compared are not all zero"
+    assert shared_prefix_logps(model, ids[::4], mask[::4], completion) is None, "no shared prompt: TRL's forward"
+
+
+def test_shared_prefill_generates_what_generate_does():
+    import torch
+
+    from rec_rl.config import PolicyConfig
+    from rec_rl.policy import load_policy
+    from rec_rl.training.shared_prefix import shared_prefill_generate
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+             for text in ("recommend me a racing game like forza please", "zelda")]
+    inputs = tokenizer([chat for chat in chats for _ in range(4)], return_tensors="pt", padding=True,
+                       add_special_tokens=False)
+    assert inputs["attention_mask"][4:, 0].eq(0).all(), "the second prompt is left-padded"
+    for sampling in (False, True):
+        options = dict(max_new_tokens=10, do_sample=sampling, pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        plain = model.generate(**inputs, **options)
+        torch.manual_seed(0)
+        shared = shared_prefill_generate(model)(**inputs, **options)
+        assert torch.equal(plain, shared)

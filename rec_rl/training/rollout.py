@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
+from rec_rl.training.shared_prefix import shared_prefill_generate
 
 
 def constrained_rollout(trie: CodeTrie, tokenizer):
@@ -24,10 +25,11 @@ def constrained_rollout(trie: CodeTrie, tokenizer):
         inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         width = inputs["input_ids"].shape[1]
         with torch.no_grad():
-            output = model.generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                                    top_k=args.top_k or None, max_new_tokens=args.max_completion_length,
-                                    prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(trie, width),
-                                    pad_token_id=tokenizer.pad_token_id)
+            generate = shared_prefill_generate(model) if trainer.shared_prefix else model.generate
+            output = generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
+                              top_k=args.top_k or None, max_new_tokens=args.max_completion_length,
+                              prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(trie, width),
+                              pad_token_id=tokenizer.pad_token_id)
         prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu())]
         completion_ids = []
         for ids in output[:, width:].tolist():

@@ -321,6 +321,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         peft_config=lora_config(config.policy), **rollout_kwargs,
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
                                                                run_dir / "curves.png", title)])
+    trainer.shared_prefix = config.train.shared_prefix
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - started
