@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from rec_rl.prompts import get_template, render_prompt
 from rec_rl.training.explicit import code_trie
 from rec_rl.training.run import stop_at_line_end, trainer_args
 from retrievers import build_retriever
+
+from report import write_json
 
 
 def main() -> None:
@@ -68,10 +68,7 @@ def main() -> None:
         lines.append(f"| {r['policy']} | {'on' if r['constrained'] else 'off'} | {r['invalid_rate']:.3f} | "
                      + " | ".join(f"{100 * v:.2f}" for m, v in r.items() if "@" in m) + " |")
     print("\n".join(lines))
-    Path(options.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(options.out).write_text(json.dumps({"run_dir": str(options.run_dir), "rows": len(rows), "results": results,
-                                             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"},
-                                            indent=2))
+    write_json(options.out, {"run_dir": str(options.run_dir), "rows": len(rows), "results": results})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -316,6 +317,16 @@ def test_cache_reports_missing_and_foreign_files(games, tmp_path, caplog):
     (path / "stray.txt").write_text("?")
     assert verify(path, games, {"dim": 3}) == "stray.txt is not in the manifest"
     assert verify(path, games, {"dim": 4}) == "built with different settings"
+
+    # An entry that holds another catalog's index (copied, or a shortened-hash collision) is rebuilt.
+    other = Catalog.from_items(GAMES[:5])
+    stale = entry_path("demo", other, {"dim": 3}, tmp_path)
+    (path / "stray.txt").unlink()
+    shutil.copytree(path, stale)
+    with caplog.at_level(logging.WARNING, logger="retrievers.cache"):
+        assert cached_index("demo", other, {"dim": 3}, build, tmp_path) == stale
+    assert f"{stale} is invalid (built for a different catalog); rebuilding it" in caplog.text and len(builds) == 3
+    assert verify(stale, other, {"dim": 3}) is None
 
 
 def test_two_builders_at_once_leave_one_valid_index(games, tmp_path):
