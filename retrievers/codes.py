@@ -10,6 +10,9 @@ An invalid code (out-of-range numbers, a wrong level order) is read as far as it
 in one output (beams, samples, or a list) merge into one ranking: each item takes its best score over
 them (the first `MAX_CODES_PER_OUTPUT` distinct codes). Output with no code in it ranks nothing (reward 0), never an error.
 
+Distances are |r|^2 - 2 r.v + |v|^2 with one matrix product per block of codes (float32, like the
+embeddings; items closer than ~1e-6 in closeness may swap places against an exact computation).
+
 Hybrid identifiers (`codes.hybrid_weight > 0`, TransRec style): words written beside the codes are
 searched with BM25 (bm25s), and `hybrid_weight` x the BM25 score, scaled to [0, 1) per query, is added.
 
@@ -34,6 +37,8 @@ _CLOSENESS_SPAN = 0.999
 # Codes merged per output: each costs a pass over the catalog, and a degenerate output can repeat
 # thousands; the first distinct ones are what beams or a short list hold.
 MAX_CODES_PER_OUTPUT = 16
+# Queries per block, and distinct codes per matrix product (a 1M-item catalog: 32 x 1M scores, 256 MB).
+_BLOCK = 32
 
 
 class CodeRetriever(Retriever):
@@ -49,6 +54,7 @@ class CodeRetriever(Retriever):
             raise ValueError(f"codes.hybrid_weight is {config.hybrid_weight}; expected 0 <= weight < 1 "
                              "(code evidence must keep the lead)")
         self._item_codes = set(map(tuple, self.codes.codes.tolist()))
+        self._norms: dict[tuple[int, int], np.ndarray] = {}
         self._words = None
         if config.hybrid_weight > 0:
             from retrievers.bm25 import Bm25sBM25
@@ -59,38 +65,63 @@ class CodeRetriever(Retriever):
         """True unless `query` holds at least one complete code of a catalog item."""
         return not any(code in self._item_codes for code in parse_codes(query))
 
-    def item_scores(self, code: tuple[int, ...]) -> np.ndarray:
-        """Every item's score for one generated code: shared prefix length + closeness (module docstring)."""
-        depth = min(len(code), self.codes.levels)
-        matches = self.codes.codes[:, :depth] == np.asarray(code[:depth], dtype=np.int64)
-        prefix = np.cumprod(matches, axis=1).sum(axis=1).astype(np.float64)
-        vector, mask = self.codes.decode(code)
-        if mask.any():
-            # Residual codes describe every dimension: skip the masked copy of the whole catalog there.
-            reference = self.codes.reference
-            if not mask.all():
-                reference, vector = reference[:, mask], vector[mask]
-            distance = ((reference - vector) ** 2).sum(axis=1)
-            closeness = 1.0 - distance / (distance.max() + 1e-12)
-        else:
-            closeness = np.zeros(len(prefix))
-        return prefix + _CLOSENESS_SPAN * closeness
+    def code_scores(self, codes: list[tuple[int, ...]]) -> np.ndarray:
+        """Every item's score for each generated code, shape (len(codes), items): shared prefix length +
+        closeness (module docstring). The distances of all codes come from one matrix product."""
+        scores = np.zeros((len(codes), len(self.catalog)), np.float64)
+        spans: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        for j, code in enumerate(codes):
+            depth = min(len(code), self.codes.levels)
+            matches = self.codes.codes[:, :depth] == np.asarray(code[:depth], dtype=np.int64)
+            scores[j] = np.cumprod(matches, axis=1).sum(axis=1)
+            vector, mask = self.codes.decode(code)
+            if mask.any():
+                columns = np.flatnonzero(mask)
+                # Decoded dimensions are one contiguous run (all of them for rq, the first sub-vectors for
+                # opq_pq), so the catalog's slice is a view, not a copy.
+                if columns[-1] - columns[0] + 1 != len(columns):
+                    raise ValueError(f"code {code} decodes to non-contiguous dimensions")
+                spans.setdefault((int(columns[0]), int(columns[-1]) + 1), []).append((j, vector[mask]))
+        for (start, stop), decoded in spans.items():
+            rows, vectors = zip(*decoded)
+            vectors = np.stack(vectors).astype(np.float32)
+            # |r - v|^2 = |r|^2 - 2 r.v + |v|^2: one product over the catalog for all codes, not a pass per code
+            product = self.codes.reference[:, start:stop] @ vectors.T
+            distance = np.maximum(self._squared_norms(start, stop)[:, None] - 2 * product + (vectors ** 2).sum(1), 0)
+            scores[list(rows)] += _CLOSENESS_SPAN * (1.0 - distance / (distance.max(axis=0) + 1e-12)).T
+        return scores
+
+    def _squared_norms(self, start: int, stop: int) -> np.ndarray:
+        """|reference|^2 over dimensions start:stop, per item (cached: a handful of spans ever occur)."""
+        if (start, stop) not in self._norms:
+            self._norms[(start, stop)] = (self.codes.reference[:, start:stop].astype(np.float64) ** 2).sum(1)
+        return self._norms[(start, stop)]
 
     def _search(self, queries: list[str], k: int) -> SearchResult:
         rows = np.full((len(queries), k), -1, np.int64)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         word_scores = self._hybrid_scores(queries) if self._words is not None else None
-        for i, query in enumerate(queries):
-            generated = list(dict.fromkeys(parse_codes(query)))[:MAX_CODES_PER_OUTPUT]
-            if not generated:
-                continue
-            best = np.max([self.item_scores(code) for code in generated], axis=0)
-            if word_scores is not None:
-                best = best + self.config.hybrid_weight * word_scores[i]
-            top = np.argpartition(-best, k - 1)[:k] if k < len(best) else np.arange(len(best))
-            top = top[np.lexsort((top, -best[top]))]  # best first; ties by catalog row, deterministically
-            rows[i, :len(top)] = top
-            scores[i, :len(top)] = best[top]
+        generated = [list(dict.fromkeys(parse_codes(query)))[:MAX_CODES_PER_OUTPUT] for query in queries]
+        # Queries go in blocks and their distinct codes in chunks, which bounds memory at 1M items.
+        for first in range(0, len(queries), _BLOCK):
+            block = range(first, min(first + _BLOCK, len(queries)))
+            distinct = list(dict.fromkeys(code for i in block for code in generated[i]))
+            best: dict[int, np.ndarray] = {}
+            for start in range(0, len(distinct), _BLOCK):
+                chunk = {code: j for j, code in enumerate(distinct[start:start + _BLOCK])}
+                chunk_scores = self.code_scores(list(chunk))
+                for i in block:
+                    mine = [chunk[code] for code in generated[i] if code in chunk]
+                    if mine:
+                        top = chunk_scores[mine].max(axis=0)
+                        best[i] = np.maximum(best[i], top) if i in best else top
+            for i, item_scores in best.items():
+                if word_scores is not None:
+                    item_scores = item_scores + self.config.hybrid_weight * word_scores[i]
+                top = np.argpartition(-item_scores, k - 1)[:k] if k < len(item_scores) else np.arange(len(item_scores))
+                top = top[np.lexsort((top, -item_scores[top]))]  # best first; ties by catalog row, deterministically
+                rows[i, :len(top)] = top
+                scores[i, :len(top)] = item_scores[top]
         return rows_result(rows, scores)
 
     def _hybrid_scores(self, queries: list[str]) -> np.ndarray:
