@@ -54,7 +54,7 @@ class CodeRetriever(Retriever):
             raise ValueError(f"codes.hybrid_weight is {config.hybrid_weight}; expected 0 <= weight < 1 "
                              "(code evidence must keep the lead)")
         self._item_codes = set(map(tuple, self.codes.codes.tolist()))
-        self._norms: dict[tuple[int, int], np.ndarray] = {}
+        self._norms: dict[bytes, np.ndarray] = {}
         self._words = None
         if config.hybrid_weight > 0:
             from retrievers.bm25 import Bm25sBM25
@@ -69,33 +69,36 @@ class CodeRetriever(Retriever):
         """Every item's score for each generated code, shape (len(codes), items): shared prefix length +
         closeness (module docstring). The distances of all codes come from one matrix product."""
         scores = np.zeros((len(codes), len(self.catalog)), np.float64)
-        spans: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        by_mask: dict[bytes, tuple[np.ndarray, list[tuple[int, np.ndarray]]]] = {}
         for j, code in enumerate(codes):
             depth = min(len(code), self.codes.levels)
             matches = self.codes.codes[:, :depth] == np.asarray(code[:depth], dtype=np.int64)
             scores[j] = np.cumprod(matches, axis=1).sum(axis=1)
             vector, mask = self.codes.decode(code)
             if mask.any():
-                columns = np.flatnonzero(mask)
-                # Decoded dimensions are one contiguous run (all of them for rq, the first sub-vectors for
-                # opq_pq), so the catalog's slice is a view, not a copy.
-                if columns[-1] - columns[0] + 1 != len(columns):
-                    raise ValueError(f"code {code} decodes to non-contiguous dimensions")
-                spans.setdefault((int(columns[0]), int(columns[-1]) + 1), []).append((j, vector[mask]))
-        for (start, stop), decoded in spans.items():
+                by_mask.setdefault(mask.tobytes(), (mask, []))[1].append((j, vector[mask]))
+        for key, (mask, decoded) in by_mask.items():
             rows, vectors = zip(*decoded)
             vectors = np.stack(vectors).astype(np.float32)
             # |r - v|^2 = |r|^2 - 2 r.v + |v|^2: one product over the catalog for all codes, not a pass per code
-            product = self.codes.reference[:, start:stop] @ vectors.T
-            distance = np.maximum(self._squared_norms(start, stop)[:, None] - 2 * product + (vectors ** 2).sum(1), 0)
+            product = self._reference(mask) @ vectors.T
+            distance = np.maximum(self._squared_norms(key, mask)[:, None] - 2 * product + (vectors ** 2).sum(1), 0)
             scores[list(rows)] += _CLOSENESS_SPAN * (1.0 - distance / (distance.max(axis=0) + 1e-12)).T
         return scores
 
-    def _squared_norms(self, start: int, stop: int) -> np.ndarray:
-        """|reference|^2 over dimensions start:stop, per item (cached: a handful of spans ever occur)."""
-        if (start, stop) not in self._norms:
-            self._norms[(start, stop)] = (self.codes.reference[:, start:stop].astype(np.float64) ** 2).sum(1)
-        return self._norms[(start, stop)]
+    def _reference(self, mask: np.ndarray) -> np.ndarray:
+        """The catalog's reference vectors over the dimensions `mask` keeps: a view when they are one run
+        (all of them for rq, the first sub-vectors for opq_pq), else a copy (a code with a skipped level)."""
+        columns = np.flatnonzero(mask)
+        if columns[-1] - columns[0] + 1 == len(columns):
+            return self.codes.reference[:, columns[0]:columns[-1] + 1]
+        return self.codes.reference[:, columns]
+
+    def _squared_norms(self, key: bytes, mask: np.ndarray) -> np.ndarray:
+        """|reference|^2 over the masked dimensions, per item (cached: a handful of masks ever occur)."""
+        if key not in self._norms:
+            self._norms[key] = (self._reference(mask).astype(np.float64) ** 2).sum(1)
+        return self._norms[key]
 
     def _search(self, queries: list[str], k: int) -> SearchResult:
         rows = np.full((len(queries), k), -1, np.int64)

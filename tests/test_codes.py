@@ -133,6 +133,29 @@ def test_code_retriever_ranks_exact_then_prefix_then_distance(tiny_catalog):
     assert (retriever.search(["no code"], k=4).rows == -1).all()
 
 
+def test_code_scores_equal_a_direct_computation_for_product_codes_with_a_skipped_level():
+    from rec_rl.data.catalog import Catalog
+
+    rng = np.random.default_rng(0)
+    items, dim, levels, size = 50, 6, 3, 4
+    centroids = [rng.normal(size=(size, 2)).astype(np.float32) for _ in range(levels)]
+    codes = ItemCodes("opq_pq", np.column_stack([rng.integers(0, size, (items, levels)), np.zeros(items)]).astype(np.int32),
+                      [size] * levels + [1], centroids, [slice(2 * i, 2 * i + 2) for i in range(levels)],
+                      rng.normal(size=(items, dim)).astype(np.float32), {})
+    retriever = CodeRetriever(Catalog.from_items([(str(i), f"item {i}") for i in range(items)]), CodesConfig(),
+                              codes=codes)
+    generated = [(1, 2, 3), (1,), (1, 9, 3), (9, 9, 2), (9, 9, 9)]  # 9 is out of range: that level is skipped
+    for code, scores in zip(generated, retriever.code_scores(generated)):
+        depth = min(len(code), codes.levels)
+        prefix = np.cumprod(codes.codes[:, :depth] == np.asarray(code[:depth]), axis=1).sum(axis=1)
+        vector, mask = codes.decode(code)
+        expected = prefix.astype(np.float64)
+        if mask.any():
+            distance = ((codes.reference[:, mask].astype(np.float64) - vector[mask]) ** 2).sum(axis=1)
+            expected += 0.999 * (1.0 - distance / (distance.max() + 1e-12))
+        assert np.allclose(scores, expected, atol=1e-5), code
+
+
 def test_hybrid_identifiers_add_word_evidence_within_a_prefix():
     from rec_rl.data.catalog import Catalog
 
