@@ -77,6 +77,25 @@ def load_model(folder: Path):
     return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
 
 
+def encode_texts(model, texts: list[str], batch_size: int, progress: bool = False) -> np.ndarray:
+    """Normalised float32 embeddings of `texts` from a SentenceTransformer, one row each."""
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=progress)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def catalog_embeddings(catalog: Catalog, config: RetrieverConfig) -> np.ndarray:
+    """The catalog's normalised text embeddings from `retriever.model`: loaded from the cache, or encoded into it."""
+    model_path = resolve_model(config.model)
+
+    def encode_catalog(folder: Path) -> None:
+        texts = [analysis.clean_text(text) for text in catalog.texts]
+        np.save(folder / EMBEDDINGS_FILE, encode_texts(load_model(model_path), texts, config.batch_size, progress=True))
+
+    folder = cached_index("dense-embeddings", catalog, embedding_settings(model_path), encode_catalog, config.cache_dir)
+    return np.load(folder / EMBEDDINGS_FILE)
+
+
 class DenseRetriever(Retriever):
     """Cosine similarity between sentence-transformers embeddings (`retriever.backend=dense`)."""
 
@@ -86,10 +105,8 @@ class DenseRetriever(Retriever):
         self.max_query_terms = analysis.check_query_terms(config.max_query_terms)
         self.model_path = resolve_model(config.model)
         self._model = None
-        settings = embedding_settings(self.model_path)
-        folder = cached_index("dense-embeddings", catalog, settings, self._encode_catalog, config.cache_dir)
-        self.embeddings = np.load(folder / EMBEDDINGS_FILE)
-        self.index = self._load_index(settings)
+        self.embeddings = catalog_embeddings(catalog, config)
+        self.index = self._load_index(embedding_settings(self.model_path))
         self._row_of_text: dict[str, int] = {}  # the first row of each catalog text
         for row, text in enumerate(catalog.texts):
             if text.strip():  # empty queries get no hits, even if some item's text is empty
@@ -102,15 +119,9 @@ class DenseRetriever(Retriever):
             self._model = load_model(self.model_path)
         return self._model
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 embeddings of `texts`, one row each."""
-        vectors = self.model.encode(texts, batch_size=self.config.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def _encode_catalog(self, folder: Path) -> None:
-        texts = [analysis.clean_text(text) for text in self.catalog.texts]
-        np.save(folder / EMBEDDINGS_FILE, self.encode(texts, progress=True))
+        return encode_texts(self.model, texts, self.config.batch_size)
 
     def _load_index(self, embedding_settings: dict) -> faiss.Index:
         """The faiss index over the embeddings: flat is built in memory, HNSW cached on disk."""

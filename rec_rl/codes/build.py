@@ -32,6 +32,7 @@ from rec_rl.data.catalog import Catalog
 from retrievers.cache import cached_index
 
 CODES_FORMAT = 1  # bump when what the cached files mean changes
+_ENCODE_CHUNK = 65_536  # rows the residual quantizer encodes at a time
 
 
 @dataclass
@@ -73,9 +74,9 @@ class ItemCodes:
 
 def catalog_embeddings(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> np.ndarray:
     """Normalised item text embeddings from the configured encoder, cached like the dense retriever's."""
-    from retrievers.dense import DenseRetriever
+    from retrievers.dense import catalog_embeddings as dense_embeddings
 
-    return DenseRetriever(catalog, RetrieverConfig(backend="dense", model=config.encoder, cache_dir=cache_dir)).embeddings
+    return dense_embeddings(catalog, RetrieverConfig(backend="dense", model=config.encoder, cache_dir=cache_dir))
 
 
 def _settings(config: CodesConfig, embeddings: np.ndarray) -> dict:
@@ -114,7 +115,9 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
         if n < dim:  # faiss's default progressive-dimension k-means starts from a PCA, which needs n >= dim
             quantizer.train_type = faiss.ResidualQuantizer.Train_default
         quantizer.train(x)
-        codes = _unpack(quantizer.compute_codes(x), config.levels, config.codebook_bits)
+        # Encoded in chunks: the beam search's buffers grow with the rows encoded at once (1M rows ran out of 24 GiB).
+        codes = np.concatenate([_unpack(quantizer.compute_codes(x[start:start + _ENCODE_CHUNK]), config.levels,
+                                        config.codebook_bits) for start in range(0, n, _ENCODE_CHUNK)])
         books = faiss.vector_to_array(quantizer.codebooks).reshape(config.levels, size, dim)
         return codes, list(books), level_slices("rq", dim, config.levels), np.eye(dim, dtype=np.float32)
     if config.method != "opq_pq":
@@ -189,6 +192,7 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
     centroids = list(np.load(folder / "centroids.npy"))
     rotation = np.load(folder / "rotation.npy")
     stats = json.loads((folder / "stats.json").read_text())
+    # rq's rotation is the identity: its reference space is the embeddings themselves, no copy needed.
+    reference = embeddings if config.method == "rq" else np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32)
     return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids,
-                     level_slices(config.method, embeddings.shape[1], config.levels),
-                     np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32), stats)
+                     level_slices(config.method, embeddings.shape[1], config.levels), reference, stats)
