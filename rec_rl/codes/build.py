@@ -33,6 +33,7 @@ from retrievers.cache import cached_index
 
 CODES_FORMAT = 1  # bump when what the cached files mean changes
 _ENCODE_CHUNK = 65_536  # rows the residual quantizer encodes at a time
+_TRAIN_ROWS = 100_000  # rows the residual quantizer trains on at most
 
 
 @dataclass
@@ -114,7 +115,10 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
         quantizer = faiss.ResidualQuantizer(dim, config.levels, config.codebook_bits)
         if n < dim:  # faiss's default progressive-dimension k-means starts from a PCA, which needs n >= dim
             quantizer.train_type = faiss.ResidualQuantizer.Train_default
-        quantizer.train(x)
+        # Trained on a seeded sample of at most _TRAIN_ROWS items: the beam search keeps every training row's
+        # residuals per beam (1M rows x 5 beams x 384 floats is 7.7 GB); k-means samples far fewer anyway.
+        sample = x if n <= _TRAIN_ROWS else x[np.sort(np.random.default_rng(0).choice(n, _TRAIN_ROWS, replace=False))]
+        quantizer.train(sample)
         # Encoded in chunks: the beam search's buffers grow with the rows encoded at once (1M rows ran out of 24 GiB).
         codes = np.concatenate([_unpack(quantizer.compute_codes(x[start:start + _ENCODE_CHUNK]), config.levels,
                                         config.codebook_bits) for start in range(0, n, _ENCODE_CHUNK)])
