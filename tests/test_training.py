@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, load_config
 from rec_rl.tracking import MetricsLog
-from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
 from rec_rl.training.run import (checkpoint_step, is_main_process, last_complete_checkpoint, stop_at_line_end,
-                                     train, trainer_args)
+                                 train, trainer_args)
+from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
 
 
 RLOO_CONFIG = Path(__file__).parents[1] / "configs" / "rloo.yaml"
@@ -220,7 +220,6 @@ def test_shared_prefix_logps_equal_trls_forward_with_gradients():
 
     from rec_rl.config import PolicyConfig
     from rec_rl.policy import load_policy, lora_config
-    from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
 
     model, _ = load_policy(PolicyConfig(model="tiny"))
     add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
@@ -262,7 +261,6 @@ def test_shared_prefill_generates_what_generate_does():
 
     from rec_rl.config import PolicyConfig
     from rec_rl.policy import load_policy
-    from rec_rl.training.shared_prefix import shared_prefill_generate
 
     model, tokenizer = load_policy(PolicyConfig(model="tiny"))
     chats = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
