@@ -29,6 +29,16 @@ def backbone_of(model):
     return base.base_model
 
 
+def distinct_prefixes(input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int):
+    """(ids, mask) of the distinct first `width` columns of the rows, and each row's index among them;
+    None when every row differs (nothing to share)."""
+    distinct, group = torch.unique(torch.cat([input_ids[:, :width], attention_mask[:, :width]], dim=1), dim=0,
+                                   return_inverse=True)
+    if len(distinct) == len(input_ids):
+        return None
+    return distinct[:, :width], distinct[:, width:], group
+
+
 def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
                         compute_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Log-probabilities (and entropies) of the last `logits_to_keep` tokens of each row; None when no
@@ -42,12 +52,11 @@ def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
         return None
     # The prefix stops one token short of the prompt: the prompt's last token runs with the completion,
     # so that its hidden state is there to score the completion's first token.
-    prefix, prefix_mask = input_ids[:, :prompt_width - 1], attention_mask[:, :prompt_width - 1]
-    distinct, group = torch.unique(torch.cat([prefix, prefix_mask], dim=1), dim=0, return_inverse=True)
-    if len(distinct) == len(input_ids):
+    shared = distinct_prefixes(input_ids, attention_mask, prompt_width - 1)
+    if shared is None:
         return None
-    cache = backbone_of(model)(input_ids=distinct[:, :prompt_width - 1], attention_mask=distinct[:, prompt_width - 1:],
-                               use_cache=True).past_key_values
+    ids, mask, group = shared
+    cache = backbone_of(model)(input_ids=ids, attention_mask=mask, use_cache=True).past_key_values
     cache.batch_select_indices(group)  # each row gets its prompt's keys and values (indexing keeps gradients)
     rest = input_ids[:, prompt_width - 1:]
     labels = rest.masked_fill(attention_mask[:, prompt_width - 1:] == 0, -100)
@@ -73,14 +82,10 @@ def shared_prefill_generate(model, generate=None):
         config = kwargs.get("generation_config") or model.generation_config
         plain = (input_ids is None or attention_mask is None or input_ids.size(1) < 2 or "past_key_values" in kwargs
                  or getattr(config, "cache_implementation", None) is not None)
-        if not plain:
-            width = input_ids.size(1) - 1
-            distinct, group = torch.unique(torch.cat([input_ids[:, :width], attention_mask[:, :width]], dim=1), dim=0,
-                                           return_inverse=True)
-            plain = len(distinct) == len(input_ids)
-        if plain:
+        shared = None if plain else distinct_prefixes(input_ids, attention_mask, input_ids.size(1) - 1)
+        if shared is None:
             return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        ids, mask = distinct[:, :width], distinct[:, width:]
+        ids, mask, group = shared
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as generate numbers left-padded rows
         with torch.no_grad():
             cache = backbone_of(model)(input_ids=ids, attention_mask=mask, position_ids=positions,
