@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl {train,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,compare,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in [("train", "RL fine-tuning of the policy (GRPO or RLOO through TRL, PPO through verl); writes curves, "
                                  "checkpoints and a before/after table"),
+                       ("compare", "the implicit route (queries) and the explicit bridge (semantic codes) against the "
+                                   "baselines on the same data, policy and RL budget; writes compare.md/json and plots"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
                        ("build-codes", "quantize the catalog's item embeddings into semantic codes (the `codes` "
                                        "section; cached) and print their stats"),
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.path=value ...]")
         if name == "train":
             command.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+        if name == "compare":
+            command.add_argument("--budget", choices=["cpu", "gpu", "none"], default="cpu",
+                                 help="steps and test rows for every run: cpu (2 cores, under an hour), gpu (one "
+                                      "40+ GB GPU), none (the config's own values); overrides win over it")
         if name == "config":
             command.add_argument("--keys", action="store_true", help="list every key, its default and meaning")
     # Options may sit between the config and its overrides (`rec-rl train CONFIG --resume key=value`).
@@ -51,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             print(train(config, resume=options.resume))
             if config.train.algorithm != "ppo":
                 print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
+        elif options.command == "compare":
+            from rec_rl.evaluation.compare import compare
+
+            print(compare(path, overrides, options.budget))
+            print(f"written to {config.compare.output_dir}/compare.md, compare.json, rewards.png and metrics.png")
         elif options.command == "build-codes":
             import json
             import time

@@ -244,7 +244,8 @@ class TrainConfig:
         "Run folder: checkpoints, metrics.jsonl, curves.png, results.md, the wandb offline run."))
     template: str = field(default="history_query", **_help(
         "Prompt template name (rec_rl/prompts.py): history_query, history_query_recent, history_query_example, "
-        "history_query_tags, search_rewrite; history_codes for the explicit route (retriever.backend=codes)."))
+        "history_query_tags, search_rewrite; history_codes or history_titles_codes (each title with its item's code) "
+        "for the explicit route (retriever.backend=codes)."))
     max_title_chars: int = field(default=80, **_help("History titles are cut to this many characters in prompts."))
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
@@ -261,6 +262,10 @@ class TrainConfig:
         "max_steps: 0 skips it (a policy that already knows the codes)."))
     sft_alignment: bool = field(default=True, **_help(
         "Explicit route: add one title -> code example per catalog item to the SFT data."))
+    sft_input_grad: bool = field(default=True, **_help(
+        "Explicit route SFT: backpropagate through the whole model into the new tokens' input embeddings. "
+        "false stops backward at the lowest LoRA layer: ~2x faster SFT steps, the same LoRA gradients, and the "
+        "new tokens learned through the (tied) output layer only."))
     rloo: dict = field(default_factory=lambda: dict(RLOO_DEFAULTS), **_help(
         "Any TRL RLOOConfig field, used when algorithm is rloo; merged over rec-rl's CPU defaults."))
     verl: dict = field(default_factory=lambda: dict(VERL_DEFAULTS), **_help(
@@ -270,11 +275,31 @@ class TrainConfig:
     eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
     test_rows: int | None = field(default=320, **_help(
         "Test rows for the before/after table (null: the whole split)."))
+    test_cold_rows: int = field(default=0, **_help(
+        "Cold-start test rows added to test_rows: users whose next item had no interaction before the test "
+        "period (seeded sample). `rec-rl compare` reports them apart from the test_rows sample."))
     eval_batch_size: int = field(default=32, **_help("Prompts per generate call in evaluation."))
     wandb_project: str = field(default="rec-rl", **_help("wandb project."))
     wandb_mode: str = field(default="auto", **_help(
         "auto: online when logged in (WANDB_API_KEY or ~/.netrc), else offline; or online/offline/disabled.",
         choices=("auto", "online", "offline", "disabled")))
+
+
+COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_pq", "hybrid_rq")
+
+
+@dataclass
+class CompareConfig:
+    runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS), **_help(
+        "`rec-rl compare`'s training runs (rec_rl/evaluation/compare.py): implicit_bm25 / implicit_dense (the "
+        "policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (it writes semantic codes, "
+        "constrained decoding; SFT and SFT + GRPO), hybrid_rq (codes plus title words, unconstrained).",
+        choices=COMPARE_RUNS))
+    hybrid_weight: float = field(default=0.5, **_help(
+        "codes.hybrid_weight of the hybrid_rq run (BM25 evidence of the written words, below 1)."))
+    output_dir: str = field(default="runs/compare", **_help(
+        "Folder of compare.md, compare.json, the plots and one run folder per training run; a finished run "
+        "found there is reused, so an interrupted comparison continues where it stopped."))
 
 
 @dataclass
@@ -287,6 +312,7 @@ class RunConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 def _check_value(value, annotation, key: str, source):

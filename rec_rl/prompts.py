@@ -26,6 +26,7 @@ class PromptTemplate:
     example_context: str = ""
     example_answer: str = ""
     newest_first: bool = False  # list the history newest first, so the titles nearest the answer come first
+    show_codes: bool = False  # each history title is followed by its item's semantic code (explicit route)
 
 
 # The worked example's titles are made up (a test checks they match no catalog title), so the
@@ -81,6 +82,17 @@ TEMPLATES: dict[str, PromptTemplate] = {
         answer_prefix="Code:",
         newest_first=True,
     ),
+    # As history_codes, each title followed by its item's code (TIGER's input is the history's codes): the
+    # policy reads codes as well as writes them, and can copy or vary a code it sees.
+    "history_titles_codes": PromptTemplate(
+        system=("You recommend video games. The customer's games are listed newest first, each with its code. "
+                "Answer with the code of the next game they will buy."),
+        user="{context}",
+        parse="plain",
+        answer_prefix="Code:",
+        newest_first=True,
+        show_codes=True,
+    ),
     # Explicit route, SFT alignment: one game's title -> its code (rec_rl.training.sft).
     "title_code": PromptTemplate(
         system="You recommend video games. Answer with the code of the game named.",
@@ -98,11 +110,17 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 
-def user_context(row: dict, max_title_chars: int, newest_first: bool = False) -> str:
-    """The row's own context: its history titles as a list (each cut to `max_title_chars`), or its query."""
+def user_context(row: dict, max_title_chars: int, newest_first: bool = False, show_codes: bool = False) -> str:
+    """The row's own context: its history titles as a list (each cut to `max_title_chars`, and followed by
+    the item's code from the row's `history_codes` with `show_codes`), or its query."""
     if row["history_titles"]:
-        titles = row["history_titles"][::-1] if newest_first else row["history_titles"]
-        return "\n".join(f"- {title[:max_title_chars].strip()}" for title in titles)
+        lines = [f"- {title[:max_title_chars].strip()}" for title in row["history_titles"]]
+        if show_codes:
+            if "history_codes" not in row:
+                raise ValueError("this prompt template shows item codes; its rows need `history_codes` "
+                                 "(rec_rl.training.explicit.with_history_codes, retriever.backend=codes)")
+            lines = [f"{line} {code}" for line, code in zip(lines, row["history_codes"])]
+        return "\n".join(lines[::-1] if newest_first else lines)
     return row["query"]
 
 
@@ -120,7 +138,7 @@ def build_messages(row: dict, template: PromptTemplate, max_title_chars: int = 1
     if template.example_answer:
         messages += [{"role": "user", "content": template.user.format(context=template.example_context)},
                      {"role": "assistant", "content": template.example_answer}]
-    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars, template.newest_first))})
+    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars, template.newest_first, template.show_codes))})
     if template.answer_prefix:
         messages.append({"role": "assistant", "content": template.answer_prefix})
     return messages

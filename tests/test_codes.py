@@ -196,7 +196,8 @@ def test_trie_allows_only_catalog_codes_and_generation_obeys_it(tiny_catalog):
     assert all(not retriever.invalid_output(t) for t in texts), texts
 
 
-def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Path):
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Path, input_grad: bool):
     from rec_rl.training.run import train
 
     run_dir = tmp_path / "run"
@@ -204,7 +205,7 @@ def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Pa
         f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
         "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
         "train.eval_every=1", "train.wandb_mode=offline", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",
-        "train.sft={max_steps: 3, per_device_train_batch_size: 4, logging_steps: 1, warmup_steps: 0}",
+        f"train.sft_input_grad={str(input_grad).lower()}", "train.sft={max_steps: 3, per_device_train_batch_size: 4, logging_steps: 1, warmup_steps: 0}",
         "train.grpo={max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
         "save_steps: 1, warmup_steps: 0, learning_rate: 0.01}"])
     markdown = train(config)
@@ -264,3 +265,38 @@ def test_build_codes_command_prints_the_stats(tiny_sequential: Path, capsys):
     assert stats["method"] == "rq" and stats["items"] == 10 and stats["unique_after_dedup"] == 10
     assert main(["build-codes", f"data.path={tiny_sequential}", "codes.method=pq"]) == 2  # a bad value names the key
     assert "codes.method" in capsys.readouterr().err
+
+
+def test_sft_scores_only_labelled_positions_with_the_same_loss_and_gradients(tmp_path: Path, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    from rec_rl.policy import tiny_policy
+    from rec_rl.training.sft import label_positions_only
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy(tmp_path / "tiny"))
+    add_fused_lm_head(model)
+    ids = torch.randint(0, 1000, (3, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :8] = -100  # the prompt
+    labels[2, 10:] = -100  # padding
+
+    scored = []  # rows the LM head projects, per forward
+    apply = utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(utils._ChunkedLogProbFunction, "apply", lambda hidden, *rest: scored.append(len(hidden)) or apply(hidden, *rest))
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    loss, grads = loss_and_grads()
+    with label_positions_only():
+        compact_loss, compact_grads = loss_and_grads()
+    assert math.isclose(loss, compact_loss, rel_tol=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads, compact_grads))
+    assert scored == [3 * 11, 4 + 4 + 2], "every shifted position, then only the labelled ones"
+    assert not utils._use_triton(torch.device("cpu")), "the switch is undone afterwards"

@@ -24,6 +24,8 @@ def test_no_catalog_text_beyond_the_users_history(name, tokenizer):
     titles = {title.lower() for title in task.catalog.titles if len(title) >= 8}
     rows = task.split("test", 200, seed=1)
     for row in rows:
+        if get_template(name).show_codes:  # the items' codes, as the explicit route adds them
+            row = {**row, "history_codes": ["<a_1><b_2><c_3>"] * len(row["history_titles"])}
         prompt = render_prompt(row, get_template(name), tokenizer, max_title_chars=10_000).lower()
         own = {task.catalog.titles[task.catalog.row_of[i]].lower() for i in row["history_item_ids"][-len(row["history_titles"]):]}
         for title in sorted(own, key=len, reverse=True):  # longest first: one title may contain another
@@ -61,3 +63,11 @@ def test_long_titles_are_cut_and_search_rows_use_the_query(tokenizer):
 def test_unknown_template_lists_the_known_ones():
     with pytest.raises(KeyError, match="history_query"):
         get_template("nope")
+
+
+def test_codes_template_prints_each_titles_code_newest_first(tokenizer):
+    row = {"history_titles": ["Halo 3", "Gears of War"], "history_codes": ["<a_1><b_2>", "<a_3><b_4>"], "query": ""}
+    user = build_messages(row, TEMPLATES["history_titles_codes"])[-2]["content"]
+    assert user == "- Gears of War <a_3><b_4>\n- Halo 3 <a_1><b_2>"
+    with pytest.raises(ValueError, match="history_codes"):
+        build_messages({"history_titles": ["Halo 3"], "query": ""}, TEMPLATES["history_titles_codes"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import datasets
+import numpy as np
 
 from rec_rl.data.catalog import Catalog
 
@@ -40,6 +41,30 @@ class TaskData:
         if max_rows is not None and max_rows < len(rows):
             rows = rows.shuffle(seed=seed).select(range(max_rows))
         return rows
+
+    def cold_start(self, name: str, rows: datasets.Dataset) -> np.ndarray:
+        """Per row of split `name`: True when none of its targets was interacted with before the split's
+        targets (the item's first interaction is in that period: item cold start). All False for search tasks."""
+        known = self.known_sequences.get(name)
+        if not known:
+            return np.zeros(len(rows), dtype=bool)
+        seen = {item for sequence in known for item in sequence}
+        return np.array([all(item not in seen for item in targets) for targets in rows["target_item_ids"]], dtype=bool)
+
+    def evaluation_rows(self, name: str, max_rows: int | None, cold_rows: int = 0, seed: int = 0) -> datasets.Dataset:
+        """`split(name, max_rows, seed)`, then up to `cold_rows` more cold-start rows (`cold_start`), seeded.
+
+        Cold-start targets are rare in a random sample (1.6% of the embedded test split), so they are
+        added on top: the sample stays representative and the cold rows can be reported on their own.
+        """
+        rows = self.split(name, max_rows, seed)
+        if not cold_rows:
+            return rows
+        full = self.splits[name]
+        chosen, row_ids = set(rows["row_id"]), full["row_id"]
+        candidates = [int(i) for i in np.flatnonzero(self.cold_start(name, full)) if row_ids[i] not in chosen]
+        picked = np.random.default_rng(seed).permutation(candidates)[:cold_rows] if candidates else []
+        return datasets.concatenate_datasets([rows, full.select(sorted(int(i) for i in picked))])
 
 
 def make_split(rows: list[dict]) -> datasets.Dataset:

@@ -7,12 +7,13 @@ prepares what differs before it starts (see `rec_rl.codes` and `rec_rl.training.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rec_rl.codes.tokens import add_code_tokens, code_token
+from rec_rl.codes.tokens import add_code_tokens, code_text, code_token
 from rec_rl.codes.trie import CodeTrie
 from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
@@ -25,6 +26,7 @@ class ExplicitPolicy:
     tokenizer: object
     trie: CodeTrie | None  # None when codes.constrained is off
     warmed_up: bool  # the SFT warm-up ran (now or before a resume)
+    sft_seconds: float  # wall time of the warm-up in this process (0 when loaded from a resume)
 
 
 def code_token_ids(tokenizer, codes: np.ndarray) -> np.ndarray:
@@ -33,6 +35,17 @@ def code_token_ids(tokenizer, codes: np.ndarray) -> np.ndarray:
     lookup = [np.array(tokenizer.convert_tokens_to_ids([code_token(level, c) for c in range(codes[:, level].max() + 1)]))
               for level in range(levels)]
     return np.column_stack([lookup[level][codes[:, level]] for level in range(levels)])
+
+
+def with_history_codes(rows, codes: np.ndarray, catalog):
+    """`rows` (a task split) plus `history_codes`: the code text of each item in its `history_titles`.
+
+    What a template with `show_codes` (history_titles_codes) prints beside each title.
+    """
+    def add(row):
+        shown = row["history_item_ids"][len(row["history_item_ids"]) - len(row["history_titles"]):]
+        return {"history_codes": [code_text(codes[catalog.row_of[item]]) for item in shown]}
+    return rows.map(add, desc="history codes")
 
 
 def code_trie(tokenizer, codes: np.ndarray, eos) -> CodeTrie:
@@ -45,7 +58,7 @@ def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir:
     from rec_rl.training.sft import warm_up
 
     saved = run_dir / "sft"
-    warmed_up = False
+    warmed_up, sft_seconds = False, 0.0
     eos = model.generation_config.eos_token_id
     if resume and saved.exists():
         model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
@@ -54,7 +67,8 @@ def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir:
     else:
         token_ids = add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, task.catalog.titles)
         if config.train.sft.get("max_steps", 1) != 0:
+            started = time.perf_counter()
             model = warm_up(model, tokenizer, task, codes, token_ids, config, run_dir)
-            warmed_up = True
+            warmed_up, sft_seconds = True, time.perf_counter() - started
     trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
-    return ExplicitPolicy(model, tokenizer, trie, warmed_up)
+    return ExplicitPolicy(model, tokenizer, trie, warmed_up, sft_seconds)

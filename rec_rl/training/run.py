@@ -229,6 +229,8 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 def check_explicit_route(config: RunConfig) -> None:
     """Settings the explicit route (`retriever.backend=codes`) cannot combine; checked before any work starts."""
     if config.retriever.backend != "codes":
+        if get_template(config.train.template).show_codes:
+            raise ConfigError(f"train.template {config.train.template!r} shows item codes: it needs retriever.backend=codes")
         return
     if config.codes.constrained and config.codes.hybrid_weight > 0:
         raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
@@ -269,20 +271,25 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
         stop_at_line_end(model, tokenizer, args)
-    trie, base_label, rollout_kwargs = None, "base policy", {}
+    trie, base_label, rollout_kwargs, sft_seconds = None, "base policy", {}, 0.0
     if config.retriever.backend == "codes":  # the explicit route: semantic tokens, SFT warm-up, trie
         from rec_rl.training import explicit
         from rec_rl.training.rollout import constrained_rollout
 
         policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
-        model, tokenizer, trie = policy.model, policy.tokenizer, policy.trie
+        model, tokenizer, trie, sft_seconds = policy.model, policy.tokenizer, policy.trie, policy.sft_seconds
         base_label = "SFT policy" if policy.warmed_up else base_label
         if trie is not None:
             rollout_kwargs = {"rollout_func": constrained_rollout(trie, tokenizer)}
 
     train_rows = task.split("train")
     valid_rows = task.split("valid", config.train.valid_rows, config.seed)
-    test_rows = task.split("test", config.train.test_rows, config.seed)
+    test_rows = task.evaluation_rows("test", config.train.test_rows, config.train.test_cold_rows, config.seed)
+    if get_template(config.train.template).show_codes:
+        from rec_rl.training.explicit import with_history_codes
+
+        train_rows, valid_rows, test_rows = (with_history_codes(r, retriever.codes.codes, task.catalog)
+                                             for r in (train_rows, valid_rows, test_rows))
     train_set, valid_set, test_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, test_rows))
     reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
@@ -343,7 +350,10 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
                          for b, t in zip(json.loads(base_file.read_text())["examples"][:8], trained_completions[:8]))
     markdown = f"{header}\n{table}\n\nExample completions (same users):\n{examples}\n"
     (run_dir / "results.md").write_text(markdown)
-    (run_dir / "results.json").write_text(json.dumps({**data, "train_seconds": train_seconds, "timing": timing,
-                                                      "wandb_mode": mode}, indent=2))
+    # Per-row values (rows in `row_ids` order) let `rec-rl compare` pair systems of different runs.
+    per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (base, trained, trivial)}
+    (run_dir / "results.json").write_text(json.dumps({**data, "train_seconds": train_seconds, "sft_seconds": sft_seconds,
+                                                      "timing": timing, "wandb_mode": mode,
+                                                      "row_ids": list(test_rows["row_id"]), "per_row": per_row}, indent=2))
     plot_curves(log.read(), run_dir / "curves.png", title)
     return markdown

@@ -14,6 +14,7 @@ and saved as a plain model folder, which GRPO starts from and evaluation loads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from pathlib import Path
@@ -40,8 +41,13 @@ def answer(codes, catalog, row: int, config: RunConfig) -> str:
 def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int = 0) -> datasets.Dataset:
     """Prompt/completion pairs: every train row's next item code, plus title -> code pairs, shuffled."""
     template = get_template(config.train.template)
+    rows = task.split("train")
+    if template.show_codes:
+        from rec_rl.training.explicit import with_history_codes
+
+        rows = with_history_codes(rows, codes.codes, task.catalog)
     examples = []
-    for row in task.split("train"):
+    for row in rows:
         target = task.catalog.row_of[row["target_item_ids"][0]]
         examples.append({"prompt": render_prompt(row, template, tokenizer, config.train.max_title_chars),
                          "completion": answer(codes, task.catalog, target, config)})
@@ -71,6 +77,24 @@ def sft_args(config: RunConfig, output_dir: Path):
         raise ConfigError(f"train.sft: {error}") from None
 
 
+@contextlib.contextmanager
+def label_positions_only():
+    """While active, TRL's fused LM head scores only the positions that have a label (the completion) on CPU too.
+
+    TRL does so on Triton devices (CUDA, XPU) and scores every position elsewhere, to keep tile shapes
+    fixed for graph compilers (Neuron). Nothing compiles on CPU, where the prompt and padding positions'
+    49k-word projections were 64% of an SFT step (py-spy). Same values: only labelled positions enter the loss.
+    """
+    from trl.trainer import utils
+
+    use_triton = utils._use_triton
+    utils._use_triton = lambda device: device.type == "cpu" or use_triton(device)
+    try:
+        yield
+    finally:
+        utils._use_triton = use_triton
+
+
 def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], config: RunConfig, run_dir: Path):
     """Run the SFT warm-up and return the merged model (also saved, with the tokenizer, in `run_dir/sft`)."""
     from trl import SFTTrainer
@@ -84,15 +108,27 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
 
     args = sft_args(config, run_dir / "sft_checkpoints")
     model = get_peft_model(model, lora_config(config.policy))  # run.check_explicit_route made sure LoRA is on
-    embeddings = model.get_input_embeddings().weight
-    new_rows = torch.zeros(embeddings.shape[0], 1, dtype=embeddings.dtype)
-    new_rows[list(token_ids)] = 1
-    embeddings.requires_grad_(True)
-    embeddings.register_hook(lambda grad: grad * new_rows)
+    # The input embeddings, and the output layer where it is not tied to them (SmolLM2's is).
+    tables = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())}
+    for table in tables.values():
+        new_rows = torch.zeros(table.shape[0], 1, dtype=table.dtype)
+        new_rows[list(token_ids)] = 1
+        table.requires_grad_(True)
+        table.register_hook(lambda grad, new_rows=new_rows: grad * new_rows)
+    detach = None
+    if not config.train.sft_input_grad:
+        # Backward then stops at the lowest LoRA layer instead of running the whole depth down to the
+        # embeddings: about half an SFT step's FLOPs with LoRA on the top layers. The LoRA gradients are
+        # unchanged; only the new tokens' input-side gradient is lost (a tied table still learns them
+        # through the output layer).
+        detach = model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.detach())
     log = MetricsLog(run_dir / "sft_metrics.jsonl", writable=is_main_process())
     trainer = SFTTrainer(model=model, args=args, train_dataset=sft_examples(task, codes, config, tokenizer, config.seed),
                          processing_class=tokenizer, callbacks=[MetricsLogCallback(log, kind="sft", marker="loss")])
-    trainer.train()
+    with label_positions_only():
+        trainer.train()
+    if detach is not None:
+        detach.remove()
     merged = trainer.model.merge_and_unload()
     if is_main_process():
         merged.save_pretrained(run_dir / "sft")
