@@ -402,9 +402,9 @@ def compare(config_path: str | None, overrides: list[str], budget: str = "cpu") 
           f"and {int(cold.sum())} cold-start users; writing {output}", flush=True)
     entries = baseline_entries(config, task, rows)
     facts = {}
-    for name, run_overrides_ in plans.items():
+    for name, settings in plans.items():
         folder = output / "runs" / name
-        facts[name] = run_training(name, config_path, run_overrides_, folder, group)
+        facts[name] = run_training(name, config_path, settings, folder, group)
         entries += run_entries(name, runs[name], folder, facts[name], row_ids)
 
     summary = summarize(entries, sample, cold, config)
