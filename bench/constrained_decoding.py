@@ -41,7 +41,7 @@ def main() -> None:
     stop_at_line_end(model, tokenizer, trainer_args(config, options.run_dir))
     eos = model.generation_config.eos_token_id
     trie = code_trie(tokenizer, retriever.codes.codes, eos)
-    rows = task.split("test", options.rows, config.seed)
+    rows = task.split("test", options.rows, config.data.split_seed)
     template = get_template(config.train.template)
     prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
 

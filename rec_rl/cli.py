@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl {train,compare,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,compare,seeds,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "checkpoints and a before/after table"),
                        ("compare", "the implicit route (queries) and the explicit bridge (semantic codes) against the "
                                    "baselines on the same data, policy and RL budget; writes compare.md/json and plots"),
+                       ("seeds", "train one configuration over several seeds (same users for each) and report every "
+                                 "metric per seed, its mean and spread, and how many seeds learned"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
                        ("build-codes", "quantize the catalog's item embeddings into semantic codes (the `codes` "
                                        "section; cached) and print their stats"),
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--budget", choices=["cpu", "gpu", "none"], default="cpu",
                                  help="steps and test rows for every run: cpu (2 cores, under an hour), gpu (one "
                                       "40+ GB GPU), none (the config's own values); overrides win over it")
+        if name == "seeds":
+            command.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+            command.add_argument("--output", default="runs/seeds", help="folder of seed-S runs, seeds.md and seeds.json")
         if name == "config":
             command.add_argument("--keys", action="store_true", help="list every key, its default and meaning")
     # Options may sit between the config and its overrides (`rec-rl train CONFIG --resume key=value`).
@@ -62,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compare(path, overrides, options.budget))
             print(f"written to {config.compare.output_dir}/compare.md, compare.json, rewards.png and metrics.png")
+        elif options.command == "seeds":
+            from pathlib import Path
+
+            from rec_rl.evaluation.seeds import run_seeds
+
+            print(run_seeds(path, overrides, options.seeds, Path(options.output)))
+            print(f"written to {options.output}/seeds.md and seeds.json")
         elif options.command == "build-codes":
             import json
             import time

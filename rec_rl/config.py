@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from rec_rl.fields import documented as _help
+from rec_rl.prompts import TEMPLATES
 from rewards.config import RewardConfig
 
 class ConfigError(ValueError):
@@ -64,6 +65,17 @@ class DataConfig:
         "esci: product fields appended to the title in the text retrievers index, e.g. [product_description]."))
     locale: str | None = field(default=None, **_help("esci: keep only this product_locale (e.g. us)."))
     valid_fraction: float = field(default=0.1, **_help("esci: share of train queries held out as valid."))
+    user_split: str = field(default="disjoint", **_help(
+        "sequential: disjoint = validation users are not test users (a seeded hash of the user id picks "
+        "data.valid_users of them; the test split holds the rest); shared = every user in every split "
+        "(classic leave-one-out; rec-rl train refuses it, since its validation users would be its test users).",
+        choices=("disjoint", "shared")))
+    valid_users: int | None = field(default=None, **_help(
+        "sequential, user_split=disjoint: how many users form the valid split (the test split holds the others); "
+        "null: a tenth of the users, at most 1,000 and at least 1 (1,000 of the embedded data's 19,000)."))
+    split_seed: int = field(default=0, **_help(
+        "Seed of the user partition and of every evaluation sample (train.valid_rows, train.test_rows, "
+        "eval.max_rows): fixed apart from `seed`, so runs over several training seeds score the same users."))
     history_len: int = field(default=5, **_help(
         "sequential: how many of the user's most recent item titles a row carries for prompts and queries."))
     drop_history: bool = field(default=True, **_help(
@@ -242,10 +254,12 @@ class TrainConfig:
         "verl.trainer.main_ppo with train.verl's overrides).", choices=("grpo", "rloo", "ppo")))
     run_dir: str = field(default="runs/train", **_help(
         "Run folder: checkpoints, metrics.jsonl, curves.png, results.md, the wandb offline run."))
-    template: str = field(default="history_query", **_help(
-        "Prompt template name (rec_rl/prompts.py): history_query, history_query_recent, history_query_example, "
-        "history_query_tags, search_rewrite; history_codes or history_titles_codes (each title with its item's code) "
-        "for the explicit route (retriever.backend=codes)."))
+    template: str = field(default="history_query_recent", **_help(
+        "Prompt template (rec_rl/prompts.py): history_query_recent (the last titles newest first, no header), "
+        "history_query (oldest first, with a header), history_query_example, history_query_tags, search_rewrite; "
+        "history_codes or history_titles_codes (each title with its item's code) for the explicit route "
+        "(retriever.backend=codes); title_code is the explicit route's SFT alignment prompt.",
+        choices=tuple(TEMPLATES)))
     max_title_chars: int = field(default=80, **_help("History titles are cut to this many characters in prompts."))
     stop_at_newline: bool = field(default=True, **_help(
         "End completions at the first line break: the answer format is one line, and tokens after it cost "
@@ -271,10 +285,15 @@ class TrainConfig:
     verl: dict = field(default_factory=lambda: dict(VERL_DEFAULTS), **_help(
         "verl (hydra) overrides for algorithm=ppo, as `dotted.key: value`; merged over rec-rl's defaults "
         "(rec_rl/ppo/launch.py sets data, model and reward paths itself)."))
-    valid_rows: int = field(default=64, **_help("Fixed validation users evaluated every eval_every steps."))
+    valid_rows: int = field(default=64, **_help(
+        "Fixed validation users (a data.split_seed sample of the valid split) evaluated every eval_every steps."))
+    final_split: str = field(default="test", **_help(
+        "Split of the before/after table. test: the confirmation of a finished configuration, run once; valid: "
+        "while tuning, so that choices read validation users only and the test users stay untouched.",
+        choices=("test", "valid")))
     eval_every: int = field(default=10, **_help("Steps between validation evaluations (0: never)."))
     test_rows: int | None = field(default=320, **_help(
-        "Test rows for the before/after table (null: the whole split)."))
+        "Rows of train.final_split in the before/after table, a data.split_seed sample (null: the whole split)."))
     test_cold_rows: int = field(default=0, **_help(
         "Cold-start test rows added to test_rows: users whose next item had no interaction before the test "
         "period (seeded sample). `rec-rl compare` reports them apart from the test_rows sample."))
@@ -425,3 +444,30 @@ def describe(cls=RunConfig, prefix: str = "") -> list[str]:
 def to_dict(config) -> dict:
     """The config as plain data, for run folders and wandb."""
     return dataclasses.asdict(config)
+
+
+# Where a run writes, how it logs and how it batches evaluation: not what it trains or measures.
+_NOT_HASHED = {("seed",), ("train", "run_dir"), ("train", "wandb_project"), ("train", "wandb_mode"),
+               ("train", "eval_batch_size"), ("retriever", "cache_dir"), ("policy", "cache_dir"), ("compare",),
+               ("eval", "output_dir")}
+
+
+def config_hash(config: RunConfig) -> str:
+    """A short hash of what a run trains and measures: its settings less `seed`, output folders and logging.
+
+    Runs of one configuration over several seeds share it, so a results file names the configuration it
+    confirms, and a second confirmation of the same configuration can be seen.
+
+    Example:
+        >>> config_hash(load_config(None, ["seed=1", "train.run_dir=a"])) == config_hash(load_config(None, ["seed=2"]))
+        True
+    """
+    import hashlib
+    import json
+
+    def keep(tree: dict, path: tuple = ()) -> dict:
+        return {key: keep(value, path + (key,)) if isinstance(value, dict) and path + (key,) not in _NOT_HASHED else value
+                for key, value in tree.items() if path + (key,) not in _NOT_HASHED}
+
+    text = json.dumps(keep(to_dict(config)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

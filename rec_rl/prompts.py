@@ -2,7 +2,10 @@
 
 A prompt holds the user's own context only (their recent item titles, or their search query) and,
 for some templates, one worked example whose titles are invented: no catalog text beyond the user's
-own history ever reaches the policy.
+own history reaches the policy in a GRPO or evaluation prompt (tested through `prompt_rows`). The one
+exception is training data, not prompts: the explicit route's SFT warm-up with `train.sft_alignment`
+(on by default) teaches title -> code for every catalog item (`title_code`), so that policy has seen
+each title with its code.
 
 `render_prompt` applies the model's own chat template, so any chat model works. A template may
 pre-fill the start of the assistant's answer (`answer_prefix`, e.g. "Query:"): the completion is then

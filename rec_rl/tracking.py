@@ -125,13 +125,20 @@ def plot_curves(events: list[dict], path: Path, title: str) -> None:
         smooth = [sum(e["reward"] for e in train[max(0, i - window + 1):i + 1]) / len(train[max(0, i - window + 1):i + 1])
                   for i in range(len(train))]
         left.plot(steps, smooth, label=f"reward ({window}-step mean)")
+    floors = next((e for e in events if e.get("kind") == "valid" and "trivial/reward" in e), {})
+    if "trivial/reward" in floors:  # the floor: the trivial query's reward on the validation users
+        left.axhline(floors["trivial/reward"], color="gray", linestyle="--", label="trivial query (valid users)")
+    if left.lines:
         left.legend(loc="best")
     left.set(xlabel="step", ylabel="mean reward", title="training reward")
     if valid:
-        metrics = [key for key in valid[0] if "@" in key]
+        metrics = [key for key in valid[0] if "@" in key and "/" not in key]
         for key in metrics:
-            right.plot([e["step"] for e in valid], [e[key] for e in valid], marker="o", label=key)
-        right.legend(loc="best")
+            (line,) = right.plot([e["step"] for e in valid], [e[key] for e in valid], marker="o", label=key)
+            if f"trivial/{key}" in floors:
+                right.axhline(floors[f"trivial/{key}"], color=line.get_color(), linestyle="--", alpha=0.6,
+                              label=f"{key}, trivial query")
+        right.legend(loc="best", fontsize=7)
     right.set(xlabel="step", ylabel="metric", title="validation (greedy queries)")
     figure.suptitle(title)
     figure.tight_layout()

@@ -25,6 +25,44 @@ def tiny_catalog(tiny_sequential: Path):
     return load_task(load_config(None, [f"data.path={tiny_sequential}"]).data).catalog
 
 
+BUILD_CODES = """
+import sys
+import numpy as np
+import torch
+from rec_rl.codes.build import array_hash, item_codes
+from rec_rl.config import CodesConfig, load_config
+from rec_rl.data import Catalog, load_task
+
+torch.set_num_threads(int(sys.argv[1]))
+catalog = load_task(load_config(None).data).catalog
+catalog = Catalog.from_items(list(zip(catalog.ids[:600], catalog.titles[:600])))
+for method in ("rq", "opq_pq"):
+    codes = item_codes(catalog, CodesConfig(method=method, levels=3 if method == "rq" else 4, codebook_bits=4),
+                       sys.argv[2])
+    np.save(f"{sys.argv[2]}/{method}.npy", codes.codes)
+"""
+
+
+def test_codes_are_the_same_in_other_processes_and_thread_counts(tmp_path: Path):
+    """600 real titles, each build in its own process and cache, under other OpenMP and torch thread counts."""
+    import os
+    import subprocess
+    import sys
+
+    built = []
+    for count in (1, 2):
+        folder = tmp_path / f"threads-{count}"
+        folder.mkdir()
+        env = {**os.environ, "OMP_NUM_THREADS": str(count), "MKL_NUM_THREADS": str(count)}
+        subprocess.run([sys.executable, "-c", BUILD_CODES, str(count), str(folder)], check=True, env=env,
+                       capture_output=True)
+        built.append({method: np.load(folder / f"{method}.npy") for method in ("rq", "opq_pq")})
+    for method in ("rq", "opq_pq"):
+        first, second = (b[method] for b in built)
+        assert len(np.unique(first[:, :-1], axis=0)) > 16, "the codes are not all alike"
+        assert np.array_equal(first, second), f"{method}: {(first != second).any(axis=1).sum()} items got other codes"
+
+
 def test_codes_are_unique_cached_and_reported(tiny_catalog):
     config = CodesConfig(method="rq", levels=2, codebook_bits=2)
     codes = item_codes(tiny_catalog, config)
@@ -211,6 +249,11 @@ def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Pa
     markdown = train(config)
 
     assert "SFT policy" in markdown and "codes last item" in markdown
+    levels = __import__("json").loads((run_dir / "results.json").read_text())["code_level_accuracy"]
+    # Three levels (two quantizer levels and the de-duplicating one), each with its majority-class floor.
+    assert [e["level"] for e in levels["start"]] == [e["level"] for e in levels["trained"]] == [0, 1, 2]
+    assert all(0 <= e["accuracy"] <= 1 and 0 <= e["floor"] <= 1 for role in levels.values() for e in role)
+    assert "Per-level code accuracy" in markdown and "(floor " in markdown
     assert len((run_dir / "sft_metrics.jsonl").read_text().splitlines()) == 3
     assert (run_dir / "sft" / "tokenizer.json").exists() and (run_dir / "curves.png").exists()
     events = [__import__("json").loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -229,6 +272,48 @@ def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Pa
     old = min(ids)
     assert np.allclose(before[:old].numpy(), after[:old].numpy()), "pretrained rows must not move"
     assert not np.allclose(before[ids].numpy(), after[ids].numpy()), "the new token rows must train"
+
+
+def test_code_accuracy_scores_each_level_against_its_majority_floor(tiny_catalog):
+    import torch
+
+    from rec_rl.policy import load_policy
+    from rec_rl.training.explicit import code_accuracy, code_token_ids
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    codes = item_codes(tiny_catalog, SMALL)
+    add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, tiny_catalog.titles)
+    ids = code_token_ids(tokenizer, codes.codes)
+    vocabulary_size = len(tokenizer)
+
+    class Scripted(torch.nn.Module):
+        """Logits from a rule: `oracle` puts the most weight on the true next token, else on `fixed[level]`."""
+
+        def __init__(self, oracle: bool, fixed=None):
+            super().__init__()
+            self.oracle, self.fixed = oracle, fixed
+
+        def forward(self, input_ids, attention_mask):
+            logits = torch.zeros(*input_ids.shape, vocabulary_size)
+            if self.oracle:
+                logits[:, :-1].scatter_(2, input_ids[:, 1:, None], 1.0)
+            else:
+                width = input_ids.shape[1] - ids.shape[1]
+                for level, token in enumerate(self.fixed):
+                    logits[:, width - 1 + level, token] = 1.0
+            return type("Output", (), {"logits": logits})()
+
+    prompts = ["Code:", "a longer prompt, Code:", "Code:"]
+    targets = np.array([0, 3, 7])
+    oracle = code_accuracy(Scripted(True), tokenizer, prompts, targets, codes.codes, codes.codes, batch_size=2)
+    assert [e["accuracy"] for e in oracle] == [1.0] * codes.levels
+    # Always the training targets' majority code at each level: the floor exactly.
+    majority = [int(np.bincount(codes.codes[:, level]).argmax()) for level in range(codes.levels)]
+    fixed = [int(ids[np.flatnonzero(codes.codes[:, level] == majority[level])[0], level]) for level in range(codes.levels)]
+    constant = code_accuracy(Scripted(False, fixed), tokenizer, prompts, targets, codes.codes, codes.codes)
+    assert [e["accuracy"] for e in constant] == [e["floor"] for e in constant]
+    assert [e["floor"] for e in constant] == [float(np.mean(codes.codes[targets, level] == majority[level]))
+                                              for level in range(codes.levels)]
 
 
 TOKEN_PIECES = ["<a_0>", "<a_1>", "<b_0>", "<b_1>", "<c_0>", "<c_9>", "<a_", "_1>", "<d_3>", "<a_99999>", "<z_0>",

@@ -15,15 +15,19 @@ from tests.conftest import FIXTURES, write_jsonl
 def test_embedded_dataset_matches_its_readme():
     task = load_task(load_config().data)
     assert len(task.catalog) == 16859
-    assert {name: len(rows) for name, rows in task.splits.items()} == {"train": 19000, "valid": 19000, "test": 19000}
+    # Every user trains; 1,000 of them validate and the other 18,000 test (data.user_split=disjoint).
+    assert {name: len(rows) for name, rows in task.splits.items()} == {"train": 19000, "valid": 1000, "test": 18000}
+    assert not set(task.splits["valid"]["row_id"]) & set(task.splits["test"]["row_id"])
     stats = json.loads((EMBEDDED_DATASET / "stats.json").read_text())
-    interactions = sum(len(h) + 1 for h in task.splits["test"]["history_item_ids"])
+    interactions = sum(len(h) + 1 for h in task.known_sequences["test"])
     assert interactions == stats["main"]["interactions"]
     assert "License" in (EMBEDDED_DATASET / "README.md").read_text()
 
 
 def test_leave_one_out_split(tiny_sequential: Path):
-    task = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.history_len=2"]).data)
+    # user_split=shared keeps every user in every split, so user u3's three targets can be read side by side.
+    task = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.history_len=2",
+                                        "data.user_split=shared"]).data)
     test, valid, train = (task.splits[name][2] for name in ("test", "valid", "train"))  # user u3: 6 7 8 0 1
     assert (test["history_item_ids"], test["target_item_ids"]) == (["6", "7", "8", "0"], ["1"])
     assert (valid["history_item_ids"], valid["target_item_ids"]) == (["6", "7", "8"], ["0"])
@@ -34,6 +38,24 @@ def test_leave_one_out_split(tiny_sequential: Path):
     assert task.known_sequences["test"][2] == ["6", "7", "8", "0"]
     kept = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.drop_history=false"]).data)
     assert kept.splits["test"][0]["exclude_item_ids"] == []
+
+
+def test_validation_users_are_disjoint_from_test_users(tiny_sequential: Path):
+    task = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.valid_users=2"]).data)
+    valid, test = set(task.splits["valid"]["row_id"]), set(task.splits["test"]["row_id"])
+    assert len(valid) == 2 and len(test) == 3 and not valid & test
+    assert valid | test == set(task.splits["train"]["row_id"]) == {"u1", "u2", "u3", "u4", "u5"}
+    # The partition depends on the user ids and split_seed alone: reversing the file changes nothing.
+    lines = (tiny_sequential / "sequences.jsonl").read_text().splitlines()
+    (tiny_sequential / "sequences.jsonl").write_text("\n".join(lines[::-1]) + "\n")
+    again = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.valid_users=2"]).data)
+    assert set(again.splits["valid"]["row_id"]) == valid
+    other = load_task(load_config(None, [f"data.path={tiny_sequential}", "data.valid_users=2", "data.split_seed=1"]).data)
+    assert set(other.splits["valid"]["row_id"]) != valid, "another split_seed picks other validation users"
+    # Default: a tenth of the users, at least one.
+    assert len(load_task(load_config(None, [f"data.path={tiny_sequential}"]).data).splits["valid"]) == 1
+    with pytest.raises(DataError, match="data.valid_users=5 leaves no test users"):
+        load_task(load_config(None, [f"data.path={tiny_sequential}", "data.valid_users=5"]).data)
 
 
 def test_compressed_files_are_found(tiny_sequential: Path):

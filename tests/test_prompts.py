@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rec_rl.config import load_config
@@ -71,3 +73,52 @@ def test_codes_template_prints_each_titles_code_newest_first(tokenizer):
     assert user == "- Gears of War <a_3><b_4>\n- Halo 3 <a_1><b_2>"
     with pytest.raises(ValueError, match="history_codes"):
         build_messages({"history_titles": ["Halo 3"], "query": ""}, TEMPLATES["history_titles_codes"])
+
+
+def _leaks(prompt: str, own: set[str], titles: set[str]) -> list[str]:
+    """Catalog titles in `prompt` once the user's own titles are taken out (longest first)."""
+    prompt = prompt.lower()
+    for title in sorted(own, key=len, reverse=True):
+        prompt = prompt.replace(title, " ")
+    return [title for title in titles if title in prompt]
+
+
+@pytest.mark.parametrize("template", ["history_query_recent", "history_titles_codes"])
+def test_the_prompts_training_and_evaluation_use_hold_only_the_users_history(template, tiny_sequential, tokenizer):
+    """Through the real paths: `prompt_rows` (GRPO and evaluation) and `sft_examples` (the explicit warm-up)."""
+    from rec_rl.codes.build import item_codes
+    from rec_rl.training.explicit import with_history_codes
+    from rec_rl.training.run import prompt_rows
+    from rec_rl.training.sft import sft_examples
+
+    overrides = [f"data.path={tiny_sequential}", f"train.template={template}", "codes.levels=2", "codes.codebook_bits=2",
+                 "data.history_len=2"]
+    config = load_config(None, overrides + (["retriever.backend=codes"] if "codes" in template else []))
+    task = load_task(config.data)
+    titles = {title.lower() for title in task.catalog.titles}
+    codes = item_codes(task.catalog, config.codes)
+    for split in ("train", "valid", "test"):
+        rows = task.split(split)
+        if get_template(template).show_codes:
+            rows = with_history_codes(rows, codes.codes, task.catalog)
+        for row, prompt in zip(rows, prompt_rows(rows, config, tokenizer)["prompt"]):
+            own = {title.lower() for title in row["history_titles"]}
+            assert all(title in prompt.lower() for title in own)
+            assert not _leaks(prompt, own, titles), (split, prompt)
+
+    # The explicit warm-up's history examples are the same prompts; its alignment examples (one per catalog
+    # item, train.sft_alignment=true) do show every catalog title with its code: the one place the policy
+    # sees the catalog, as the README says.
+    examples = sft_examples(task, codes, config, tokenizer)
+    aligned = [e["prompt"].lower() for e in examples if "code of the game named" in e["prompt"]]
+    assert len(aligned) == len(task.catalog) and all(any(t in p for p in aligned) for t in titles)
+    history = [e for e in examples if "code of the game named" not in e["prompt"]]
+    train_rows = {row["row_id"]: row for row in task.split("train")}
+    assert len(history) == len(train_rows)
+    unaligned = sft_examples(task, codes, dataclasses.replace(config, train=dataclasses.replace(
+        config.train, sft_alignment=False)), tokenizer)
+    assert len(unaligned) == len(train_rows)
+    for example in unaligned:
+        owners = [r for r in train_rows.values() if all(t.lower() in example["prompt"].lower() for t in r["history_titles"])]
+        owner = max(owners, key=lambda r: len(r["history_titles"]))  # a shorter history may be contained in it
+        assert not _leaks(example["prompt"], {t.lower() for t in owner["history_titles"]}, titles)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from rec_rl.config import ConfigError, load_config
+from rec_rl.config import ConfigError, config_hash, load_config
 from rec_rl.tracking import MetricsLog
 from rec_rl.training.run import (checkpoint_step, is_main_process, last_complete_checkpoint, stop_at_line_end,
                                  train, trainer_args)
@@ -58,8 +58,16 @@ def test_train_learns_writes_artefacts_and_resumes(tiny_sequential: Path, tmp_pa
     assert steps == [1, 2]
     assert all("rewards/ndcg@20/mean" in e and "time/generation_s" in e for e in events if e["kind"] == "train")
     assert [e["step"] for e in events if e["kind"] == "valid"] == [0, 1, 2]
-    assert events[0]["startup_reference_reward"] > 0
+    assert events[0]["trivial/reward"] > 0
     assert "trained - base" in markdown and (run_dir / "results.md").read_text() == markdown
+    assert "Holm" in markdown and "Test rows: 4 (test split" in markdown and "Seed 0, config " in markdown
+    results = json.loads((run_dir / "results.json").read_text())
+    protocol = results["protocol"]
+    assert protocol["config_hash"] == config_hash(tiny_run(tiny_sequential, run_dir, 2))
+    assert (protocol["validation"]["rows"], protocol["table"]["rows"]) == (1, 4)
+    assert not set(protocol["validation"]["row_ids"]) & set(results["row_ids"]), "validation users are not test users"
+    assert set(results["valid_metrics"]) == set(results["roles"].values())
+    assert all(len(d) == 4 and all("p_holm" in cell for cell in d.values()) for d in results["differences"].values())
     assert (run_dir / "curves.png").stat().st_size > 10_000
     assert list((run_dir / "wandb").glob("offline-run-*")), "wandb should have written an offline run"
     assert {p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")} == {"checkpoint-1", "checkpoint-2"}
@@ -109,6 +117,21 @@ def test_sigkill_mid_run_resumes_without_duplicated_or_missing_steps(tiny_sequen
     events = log.read()
     assert [e["step"] for e in events if e["kind"] == "train"] == list(range(1, steps + 1))
     assert [e["step"] for e in events if e["kind"] == "valid"] == [0]
+
+
+def test_train_refuses_validation_users_that_are_test_users(tiny_sequential: Path, tmp_path: Path, monkeypatch):
+    from rec_rl.training import run
+
+    monkeypatch.setattr(run, "load_policy", lambda *args: pytest.fail("refused before the policy is loaded"))
+    with pytest.raises(ConfigError, match=r"validation users are also test users .*data.user_split=disjoint"):
+        train(tiny_run(tiny_sequential, tmp_path / "run", 1, "data.user_split=shared"))
+    # Tuning on validation users: the before/after table may read them (nothing is confirmed on test users).
+    run_dir = tmp_path / "tuning"
+    monkeypatch.undo()
+    markdown = train(tiny_run(tiny_sequential, run_dir, 1, "data.user_split=shared", "train.final_split=valid",
+                              "train.eval_every=0"))
+    assert "Valid rows: 5 (valid split" in markdown
+    assert json.loads((run_dir / "results.json").read_text())["protocol"]["table"]["split"] == "valid"
 
 
 def test_bm25s_engine_and_mrr_reward_by_override_alone(tiny_sequential: Path, tmp_path: Path):
@@ -275,3 +298,29 @@ def test_shared_prefill_generates_what_generate_does():
         torch.manual_seed(0)
         shared = shared_prefill_generate(model)(**inputs, **options)
         assert torch.equal(plain, shared)
+
+
+def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path, tmp_path: Path):
+    from rec_rl.evaluation.seeds import run_seeds, summarize_seeds
+
+    output = tmp_path / "seeds"
+    overrides = tiny_overrides(tiny_sequential, tmp_path / "replaced", 1, "train.eval_every=0",
+                               "train.wandb_mode=disabled")
+    markdown = run_seeds(None, overrides, [0, 1], output)
+    summary = json.loads((output / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and sorted(p.name for p in output.glob("seed-*")) == ["seed-0", "seed-1"]
+    assert [json.loads((output / f"seed-{s}" / "results.json").read_text())["protocol"]["seed"] for s in (0, 1)] == [0, 1]
+    trivial = summary["across_seeds"][summary["roles"]["trivial"]]
+    # The trivial query has no randomness: the same value under both seeds shows both scored the same users.
+    assert all(m["std"] == 0 and len(m["values"]) == 2 for m in trivial.values())
+    learns = summary["trained_minus_start"]["ndcg@1"]
+    assert learns["seeds"] == 2 and 0 <= learns["seeds_above_zero_holm"] <= learns["seeds_above_zero"] <= 2
+    assert "2 seeds of config" in markdown and "± " in markdown
+
+    # Runs of another configuration are not seeds of this one.
+    results = output / "seed-1" / "results.json"
+    changed = json.loads(results.read_text())
+    changed["protocol"]["config_hash"] = "something-else"
+    results.write_text(json.dumps(changed))
+    with pytest.raises(ValueError, match="not seeds of one configuration"):
+        summarize_seeds({0: output / "seed-0", 1: output / "seed-1"})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +32,23 @@ from rec_rl.config import CodesConfig, RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers.cache import cached_index
 
-CODES_FORMAT = 1  # bump when what the cached files mean changes
+CODES_FORMAT = 2  # bump when what the cached files mean changes (2: built with QUANTIZER_THREADS)
 _ENCODE_CHUNK = 65_536  # rows the residual quantizer encodes at a time
 _TRAIN_ROWS = 100_000  # rows the residual quantizer trains on at most
+# faiss's k-means and beam search give other codes under another OpenMP thread count (measured: every one of
+# 3,000 items' rq codes changed between 1 and 2 threads), so codes are always built with this many.
+QUANTIZER_THREADS = 1
+
+
+@contextmanager
+def _faiss_threads(count: int):
+    """Run faiss with `count` OpenMP threads inside the block, and restore the thread count after it."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 @dataclass
@@ -103,8 +118,15 @@ def level_slices(method: str, dim: int, levels: int) -> list[slice]:
 def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
     """Train the quantizer on `embeddings`; return (codes, centroids per level, slices, rotation).
 
-    The rotation maps embeddings into the space the centroids live in (identity for rq).
+    The rotation maps embeddings into the space the centroids live in (identity for rq). The same
+    embeddings and config give the same codes in any process: faiss's seeds are fixed (its defaults) and
+    its thread count is pinned to `QUANTIZER_THREADS`.
     """
+    with _faiss_threads(QUANTIZER_THREADS):
+        return _quantize(embeddings, config)
+
+
+def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
     n, dim = embeddings.shape
     size = 1 << config.codebook_bits
     if n < size:

@@ -12,12 +12,12 @@ from rec_rl.data.catalog import Catalog, read_catalog
 from rec_rl.data.esci import ESCI_GAINS, load_esci
 from rec_rl.data.records import DataError
 from rec_rl.data.sequential import load_sequential
-from rec_rl.data.tasks import SPLITS, TaskData
+from rec_rl.data.tasks import SPLITS, TaskData, overlapping_rows
 
 EMBEDDED_DATASET = Path(str(resources.files("rec_rl.data") / "embedded" / "amazon_games_seq"))
 
 __all__ = ["Catalog", "DataError", "ESCI_GAINS", "EMBEDDED_DATASET", "SPLITS", "TaskData", "load_task",
-           "read_catalog"]
+           "overlapping_rows", "read_catalog"]
 
 
 def load_task(data) -> TaskData:
@@ -26,6 +26,7 @@ def load_task(data) -> TaskData:
     if not folder.is_dir():
         raise DataError(f"data.path {str(folder)!r} is not a folder")
     if data.kind == "sequential":
-        return load_sequential(folder, data.items_file, data.sequences_file, data.history_len, data.drop_history)
+        return load_sequential(folder, data.items_file, data.sequences_file, data.history_len, data.drop_history,
+                               data.user_split, data.valid_users, data.split_seed)
     return load_esci(folder, data.examples_file, data.products_file, tuple(data.text_keys), data.locale,
                      data.valid_fraction)

@@ -67,6 +67,12 @@ class TaskData:
         return datasets.concatenate_datasets([rows, full.select(sorted(int(i) for i in picked))])
 
 
+def overlapping_rows(a: datasets.Dataset, b: datasets.Dataset) -> list[str]:
+    """Row ids (users, or queries) present in both `a` and `b`, in `a`'s order."""
+    in_b = set(b["row_id"])
+    return [row_id for row_id in a["row_id"] if row_id in in_b]
+
+
 def make_split(rows: list[dict]) -> datasets.Dataset:
     """A `datasets.Dataset` with the task columns, typed even when `rows` is empty."""
     features = datasets.Features({

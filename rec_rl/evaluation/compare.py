@@ -29,9 +29,6 @@ import json
 import os
 import platform
 import resource
-import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +39,8 @@ import yaml
 from rec_rl.config import ConfigError, RunConfig, load_config, to_dict
 from rec_rl.data import TaskData, load_task
 from rec_rl.evaluation.bootstrap import bootstrap_interval, paired_difference
-from rec_rl.evaluation.report import SystemResult
+from rec_rl.evaluation.launch import run_training
+from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, interval_cell
 from rec_rl.evaluation.run import baseline_rankers, metric_names, score_rankings
 
 # Budget presets: overrides applied to every run before the user's own.
@@ -79,7 +77,8 @@ def route_runs(config: RunConfig) -> dict[str, RouteRun]:
     """Every run `compare.runs` may name."""
     # A code is levels + 1 tokens (the de-duplicating level) and the end; a hybrid answer adds title words.
     code_tokens = config.codes.levels + 2
-    implicit = {"train.template": "history_query", "codes.hybrid_weight": 0.0}
+    # Both routes read the same history: the last data.history_len titles, newest first, no header.
+    implicit = {"train.template": "history_query_recent", "codes.hybrid_weight": 0.0}
     return {
         "implicit_bm25": RouteRun("implicit", "bm25", {"retriever.backend": "bm25", **implicit}),
         "implicit_dense": RouteRun("implicit", "dense", {"retriever.backend": "dense", **implicit}),
@@ -112,62 +111,11 @@ class CompareEntry:
     result: SystemResult
     route: str  # baseline, implicit or explicit
     run: str | None = None  # the training run it came from
-    train_seconds: float = 0.0  # training that made it (SFT, GRPO), excluding evaluation
+    sft_seconds: float = 0.0  # SFT that made it (the explicit route's warm-up)
+    rl_seconds: float = 0.0  # GRPO that made it, with its periodic validations, without the test evaluation
     peak_rss_mb: float | None = None  # of the process that trained and evaluated it
-
-
-def run_training(name: str, config_path: str | None, overrides: list[str], folder: Path, group: str) -> dict:
-    """`rec-rl train` in a child process (log in `folder/train.log`); its wall time and peak memory.
-
-    A finished run in `folder` is reused when its config matches; a checkpointed one is resumed;
-    a run that stopped before its first checkpoint is started again.
-    """
-    from rec_rl.training.run import last_complete_checkpoint
-
-    record = folder / "compare_run.json"
-    expected = to_dict(load_config(config_path, overrides))
-    if (folder / "results.json").exists() and record.exists():
-        saved = yaml.safe_load((folder / "config.yaml").read_text())
-        if saved != expected:
-            changed = sorted(_changed_keys(saved, expected))
-            raise ConfigError(f"{folder} holds a finished run made with another config ({', '.join(changed[:5])}); "
-                              "remove it or set compare.output_dir")
-        print(f"{name}: reusing the finished run in {folder}")
-        return json.loads(record.read_text())
-    command = [sys.executable, "-m", "rec_rl.cli", "train", *([config_path] if config_path else []), *overrides]
-    if last_complete_checkpoint(folder / "checkpoints"):
-        command.append("--resume")
-        print(f"{name}: resuming from its last checkpoint in {folder}")
-    elif folder.exists():
-        print(f"{name}: {folder} holds a run that stopped before its first checkpoint; starting it again")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "WANDB_RUN_GROUP": group, "WANDB_NAME": name, "TOKENIZERS_PARALLELISM": "false"}
-    started = time.perf_counter()
-    print(f"{name}: training (log: {folder / 'train.log'})", flush=True)
-    with open(folder / "train.log", "ab") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = (folder / "train.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"run {name} failed (exit {os.waitstatus_to_exitcode(status)}); "
-                           f"the end of {folder / 'train.log'}:\n{tail}")
-    facts = {"wall_seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux reports KiB
-    record.write_text(json.dumps(facts))
-    print(f"{name}: done in {seconds / 60:.1f} min, peak {facts['peak_rss_mb']:,.0f} MB", flush=True)
-    return facts
-
-
-def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        left, right = a.get(key), b.get(key)
-        if isinstance(left, dict) and isinstance(right, dict):
-            keys += _changed_keys(left, right, f"{prefix}{key}.")
-        elif left != right:
-            keys.append(f"{prefix}{key}")
-    return keys
+    valid_metrics: dict | None = None  # its mean metrics on the run's validation users: what the best system is chosen by
+    prompt: str = ""  # what the policy read and could write: template, completion cap
 
 
 def run_entries(name: str, run: RouteRun, folder: Path, facts: dict, row_ids: list[str]) -> list[CompareEntry]:
@@ -177,23 +125,27 @@ def run_entries(name: str, run: RouteRun, folder: Path, facts: dict, row_ids: li
         raise ConfigError(f"{folder / 'results.json'} was evaluated on other test rows than this comparison's; "
                           "remove the folder or set compare.output_dir")
     summaries = {s["name"]: s for s in results["systems"]}
-    base, trained, trivial = list(results["per_row"])
+    roles, valid = results["roles"], results["valid_metrics"]
+    settings = yaml.safe_load((folder / "config.yaml").read_text())
+    prompt = (f"{settings['train']['template']}, {settings['data']['history_len']} titles, "
+              f"<= {settings['train']['grpo']['max_completion_length']} tokens")
 
-    def result(key: str, name: str) -> SystemResult:
+    def result(role: str, name: str) -> SystemResult:
+        key = roles[role]
         info = {k: v for k, v in summaries[key].items() if k not in ("name", "rows", "metrics")}
         return SystemResult(name, {k: np.array(v) for k, v in results["per_row"][key].items()}, info)
 
     sft, grpo = results.get("sft_seconds", 0.0), results["train_seconds"]
     if run.route == "implicit":
-        entries = [CompareEntry(result(base, f"base policy -> {run.label}"), "implicit", name, 0.0),
-                   CompareEntry(result(trained, f"GRPO -> {run.label}"), "implicit", name, grpo)]
+        entries = [CompareEntry(result("base", f"base policy -> {run.label}"), "implicit", name),
+                   CompareEntry(result("trained", f"GRPO -> {run.label}"), "implicit", name, rl_seconds=grpo)]
     else:
-        entries = [CompareEntry(result(base, f"SFT -> {run.label}"), "explicit", name, sft),
-                   CompareEntry(result(trained, f"SFT+GRPO -> {run.label}"), "explicit", name, sft + grpo)]
+        entries = [CompareEntry(result("base", f"SFT -> {run.label}"), "explicit", name, sft_seconds=sft),
+                   CompareEntry(result("trained", f"SFT+GRPO -> {run.label}"), "explicit", name, sft, grpo)]
         if name.startswith("explicit"):  # what the code retriever gives with no policy at all
-            entries.append(CompareEntry(result(trivial, f"{run.label.split()[0]} code of last item"), "baseline", name))
-    for entry in entries:
-        entry.peak_rss_mb = facts["peak_rss_mb"]
+            entries.append(CompareEntry(result("trivial", f"{run.label.split()[0]} code of last item"), "baseline", name))
+    for entry, role in zip(entries, ("base", "trained", "trivial")):
+        entry.peak_rss_mb, entry.valid_metrics, entry.prompt = facts["peak_rss_mb"], valid[roles[role]], prompt
     return entries
 
 
@@ -219,16 +171,10 @@ def _interval(values: np.ndarray, config: RunConfig) -> dict:
     return {"mean": mean, "low": low, "high": high}
 
 
-def _cell(interval: dict) -> str:
-    if not np.isfinite(interval["mean"]):
-        return "n/a"
-    return f"{100 * interval['mean']:.2f} [{100 * interval['low']:.2f}, {100 * interval['high']:.2f}]"
-
-
-def best_of(entries: list[CompareEntry], route: str, sample: np.ndarray, metric: str) -> CompareEntry | None:
-    """The route's system with the highest mean `metric` on the sample rows."""
-    candidates = [e for e in entries if e.route == route]
-    return max(candidates, key=lambda e: e.result.per_row[metric][sample].mean(), default=None)
+def best_of(entries: list[CompareEntry], route: str, metric: str) -> CompareEntry | None:
+    """The route's system with the highest mean `metric` on its run's validation users (never on the test rows)."""
+    candidates = [e for e in entries if e.route == route and e.valid_metrics]
+    return max(candidates, key=lambda e: e.valid_metrics[metric], default=None)
 
 
 def summarize(entries: list[CompareEntry], sample: np.ndarray, cold: np.ndarray, config: RunConfig) -> dict:
@@ -238,18 +184,21 @@ def summarize(entries: list[CompareEntry], sample: np.ndarray, cold: np.ndarray,
     for entry in entries:
         info = entry.result.info
         systems.append({
-            "name": entry.result.name, "route": entry.route, "run": entry.run,
+            "name": entry.result.name, "route": entry.route, "run": entry.run, "prompt": entry.prompt,
             "metrics": {m: _interval(entry.result.per_row[m][sample], config) for m in names},
             "cold_start": {m: _interval(entry.result.per_row[m][cold], config) for m in names},
+            "valid_metrics": entry.valid_metrics,
             "invalid_rate": info.get("invalid_rate"), "mean_query_words": info.get("mean_query_words"),
-            "tokens_generated": info.get("tokens_generated"), "eval_seconds": info.get("seconds"),
-            "train_seconds": entry.train_seconds, "peak_rss_mb": entry.peak_rss_mb})
+            "tokens_generated": info.get("tokens_generated"), "test_eval_seconds": info.get("seconds"),
+            "sft_seconds": entry.sft_seconds, "rl_seconds": entry.rl_seconds, "peak_rss_mb": entry.peak_rss_mb})
     paired = {}
-    implicit, explicit = (best_of(entries, route, sample, names[0]) for route in ("implicit", "explicit"))
+    implicit, explicit = (best_of(entries, route, names[0]) for route in ("implicit", "explicit"))
     if implicit and explicit:
-        paired = {"a": implicit.result.name, "b": explicit.result.name, "selected_by": names[0],
-                  "differences": {m: paired_difference(implicit.result.per_row[m][sample], explicit.result.per_row[m][sample],
-                                                       config.eval.bootstrap, config.seed) for m in names}}
+        differences = {"best implicit - best explicit": {
+            m: paired_difference(implicit.result.per_row[m][sample], explicit.result.per_row[m][sample],
+                                 config.eval.bootstrap, config.seed) for m in names}}
+        paired = {"a": implicit.result.name, "b": explicit.result.name, "selected_by": f"validation {names[0]}",
+                  "table": differences_table(differences, names), "differences": differences["best implicit - best explicit"]}
     return {"metric_names": names, "systems": systems, "paired": paired}
 
 
@@ -261,30 +210,23 @@ def markdown(summary: dict, header: str, sample_rows: int, cold_rows: int) -> st
     """compare.md: the main table, the paired test, and the cold-start table."""
     names = summary["metric_names"]
     columns = ["system", "route", *[f"{m} (x100)" for m in names], "invalid %", "query words", "tokens generated",
-               "train s", "eval s", "peak MB"]
+               "SFT s", "RL s (with validation)", "test eval s", "peak MB", "prompt"]
     lines = [header, "", f"## All systems: {sample_rows} sampled test users (95% bootstrap intervals)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for s in summary["systems"]:
         invalid = None if s["invalid_rate"] is None else 100 * s["invalid_rate"]
-        cells = [s["name"], s["route"], *[_cell(s["metrics"][m]) for m in names], _number(invalid),
-                 _number(s["mean_query_words"]), _number(s["tokens_generated"], 0), _number(s["train_seconds"], 0),
-                 _number(s["eval_seconds"]), _number(s["peak_rss_mb"], 0)]
+        cells = [s["name"], s["route"], *[interval_cell(s["metrics"][m]) for m in names], _number(invalid),
+                 _number(s["mean_query_words"]), _number(s["tokens_generated"], 0), _number(s["sft_seconds"], 0),
+                 _number(s["rl_seconds"], 0), _number(s["test_eval_seconds"]), _number(s["peak_rss_mb"], 0), s["prompt"]]
         lines.append("| " + " | ".join(cells) + " |")
     paired = summary["paired"]
     if paired:
-        lines += ["", f"## Best implicit vs best explicit (chosen by {paired['selected_by']} on these rows)", "",
-                  f"`{paired['a']}` - `{paired['b']}`, paired bootstrap over the same users (x100; "
-                  "significant = the interval excludes 0):", "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-        cells = []
-        for m in names:
-            d = paired["differences"][m]
-            cells.append(f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
-                         + (" *significant*" if d["significant"] else ""))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"## Best implicit vs best explicit (each chosen by its {paired['selected_by']}, not on these rows)",
+                  "", f"`{paired['a']}` - `{paired['b']}`. {DIFFERENCES_NOTE}", "", paired["table"]]
     lines += ["", f"## Cold start: {cold_rows} test users whose next item had no interaction before the test period", ""]
     if cold_rows:
         lines += ["| system | route | " + " | ".join(f"{m} (x100)" for m in names) + " |", "|" + "---|" * (len(names) + 2)]
-        lines += ["| " + " | ".join([s["name"], s["route"], *[_cell(s["cold_start"][m]) for m in names]]) + " |"
+        lines += ["| " + " | ".join([s["name"], s["route"], *[interval_cell(s["cold_start"][m]) for m in names]]) + " |"
                   for s in summary["systems"]]
     else:
         lines.append("None in this comparison (train.test_cold_rows is 0, or the data has no such users).")
@@ -393,10 +335,11 @@ def compare(config_path: str | None, overrides: list[str], budget: str = "cpu") 
         check_explicit_route(load_config(config_path, plans[name]))
 
     task = load_task(config.data)
-    rows = task.evaluation_rows("test", config.train.test_rows, config.train.test_cold_rows, config.seed)
+    split_seed = config.data.split_seed
+    rows = task.evaluation_rows("test", config.train.test_rows, config.train.test_cold_rows, split_seed)
     row_ids = list(rows["row_id"])
     sample = np.zeros(len(rows), dtype=bool)
-    sample[:len(task.split("test", config.train.test_rows, config.seed))] = True
+    sample[:len(task.split("test", config.train.test_rows, split_seed))] = True
     cold = task.cold_start("test", rows)
     print(f"comparing {len(config.compare.runs)} runs and the baselines on {int(sample.sum())} sampled test users "
           f"and {int(cold.sum())} cold-start users; writing {output}", flush=True)
@@ -412,14 +355,17 @@ def compare(config_path: str | None, overrides: list[str], budget: str = "cpu") 
     grpo = config.train.grpo
     command = " ".join(["rec-rl compare", *([config_path] if config_path else []), f"--budget {budget}", *overrides])
     header = (f"# rec-rl compare\n\n`{command}` on {machine()}: {wall / 60:.1f} min in all "
-              f"(runs reused from an earlier invocation count their own time in 'train s' only).\n\n"
+              f"(runs reused from an earlier invocation count their own time in 'SFT s' and 'RL s' only).\n\n"
               f"Same data ({config.data.path or 'embedded Amazon Games 2018'}, full-catalog ranking, the user's history "
               f"excluded), same policy ({config.policy.model}), same RL budget for every route: "
               f"{grpo['max_steps']} GRPO steps of {grpo['per_device_train_batch_size'] // grpo['num_generations']} "
               f"prompts x {grpo['num_generations']} completions; the explicit route first runs "
               f"{config.train.sft['max_steps']} SFT steps of {config.train.sft['per_device_train_batch_size']} examples. "
-              f"'train s' is SFT + GRPO time without evaluation; 'peak MB' is the peak resident memory of the process "
-              f"that made the row. Metrics are x100.")
+              f"Both routes read the same last {config.data.history_len} titles, newest first ('prompt' says what each "
+              f"run read and how many tokens it could write). 'SFT s' and 'RL s' are the training behind a row, RL with "
+              f"its periodic validations, neither with the test evaluation ('test eval s'); 'peak MB' is the peak "
+              f"resident memory of the process that made the row. Each route's best system is chosen on its run's "
+              f"validation users, which are disjoint from these test users. Metrics are x100.")
     text = markdown(summary, header, int(sample.sum()), int(cold.sum()))
     output.mkdir(parents=True, exist_ok=True)
     (output / "compare.md").write_text(text)

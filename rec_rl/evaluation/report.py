@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rec_rl.evaluation.bootstrap import bootstrap_interval
+from rec_rl.evaluation.bootstrap import bootstrap_interval, holm
 
 
 @dataclass
@@ -29,6 +29,41 @@ class SystemResult:
                 **self.info}
 
 
+def interval_cell(value: dict, signed: bool = False) -> str:
+    """`mean [low, high]` x100 (`n/a` for a metric with no rows); `signed` writes a difference's + sign."""
+    if not np.isfinite(value["mean"]):
+        return "n/a"
+    number = "{:+.2f}" if signed else "{:.2f}"
+    return " ".join([number.format(100 * value["mean"]),
+                     f"[{number.format(100 * value['low'])}, {number.format(100 * value['high'])}]"])
+
+
+def differences_table(differences: dict[str, dict[str, dict]], metric_names: list[str]) -> str:
+    """Paired differences as markdown, one row per comparison, with Holm-adjusted significance over the whole table.
+
+    `differences[label][metric]` is a `paired_difference` result; each gets `p_holm` and `significant_holm`
+    added (in place), the family being every cell of this table. A cell reads
+    `+0.60 [+0.01, +1.25] p=0.040 (Holm 0.320)`, in bold where the Holm-adjusted p is at most 0.05.
+    """
+    cells = [(label, name) for label in differences for name in metric_names]
+    adjusted, reject = holm([differences[label][name]["p"] for label, name in cells])
+    for (label, name), p, significant in zip(cells, adjusted, reject):
+        differences[label][name].update(p_holm=p, significant_holm=bool(significant))
+    lines = ["| comparison | " + " | ".join(metric_names) + " |", "|---|" + "---|" * len(metric_names)]
+    for label, row in differences.items():
+        texts = []
+        for name in metric_names:
+            d = row[name]
+            text = f"{interval_cell(d, signed=True)} p={d['p']:.3f} (Holm {d['p_holm']:.3f})"
+            texts.append(f"**{text}**" if d["significant_holm"] else text)
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
+DIFFERENCES_NOTE = ("Paired bootstrap differences over the same users (x100, 95% interval, two-sided bootstrap p; "
+                    "Holm-adjusted over every cell of the table, bold where the adjusted p <= 0.05):")
+
+
 def markdown_table(summaries: list[dict], metric_names: list[str]) -> str:
     """Rows = systems, columns = metrics as `mean [low, high]` (x100, so 2.71 means 0.0271)."""
     extra = [key for key in ("seconds",) if any(key in s for s in summaries)]
@@ -36,9 +71,7 @@ def markdown_table(summaries: list[dict], metric_names: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for summary in summaries:
         cells = [summary["name"]]
-        for metric in metric_names:
-            value = summary["metrics"][metric]
-            cells.append(f"{100 * value['mean']:.2f} [{100 * value['low']:.2f}, {100 * value['high']:.2f}]")
+        cells += [interval_cell(summary["metrics"][metric]) for metric in metric_names]
         cells += [f"{summary[key]:.1f}" if key in summary else "" for key in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

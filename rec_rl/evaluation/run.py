@@ -84,7 +84,7 @@ def _retrieval_ranker(retriever: Callable[[], Retriever], queries: list[str]):
 def run_eval(config: RunConfig) -> str:
     """Rank every configured baseline over the full catalog; write metrics.json + metrics.md; return the markdown."""
     task = load_task(config.data)
-    rows = task.split(config.eval.split, config.eval.max_rows, config.seed)
+    rows = task.split(config.eval.split, config.eval.max_rows, config.data.split_seed)
     catalog, ks = task.catalog, config.eval.ks
     exclude = [catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     summaries = []

@@ -61,7 +61,7 @@ def export_task(task: TaskData, config: RunConfig, folder: Path) -> dict[str, Pa
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, max_rows in (("train", None), ("valid", config.train.valid_rows)):
-        rows = task.split(split, max_rows, config.seed)
+        rows = task.split(split, max_rows, config.data.split_seed)
         records = [verl_row(row, i, split, config) for i, row in enumerate(rows)]
         paths[split] = folder / f"{split}.parquet"
         datasets.Dataset.from_list(records).to_parquet(str(paths[split]))

@@ -14,6 +14,7 @@ The policy writes search queries (the implicit route) or semantic item codes (th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -24,13 +25,14 @@ import datasets
 import numpy as np
 import yaml
 
+from rec_rl.codes.build import array_hash
 from rec_rl.codes.tokens import code_text
-from rec_rl.config import ConfigError, RunConfig, to_dict
-from rec_rl.data import TaskData, load_task
+from rec_rl.config import ConfigError, RunConfig, config_hash, to_dict
+from rec_rl.data import TaskData, load_task, overlapping_rows
 from rec_rl.evaluation.baselines import last_titles_query
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
-from rec_rl.evaluation.report import SystemResult, markdown_table
+from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
 from rec_rl.policy import load_policy, lora_config, newline_token_ids
 from rec_rl.prompts import get_template, render_prompt
@@ -139,50 +141,58 @@ def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> 
                         {"seconds": time.perf_counter() - started})
 
 
-def check_reward_signal(reward_funcs, prompts, reference_queries: list[str], policy_completions: list[str], rows,
+REWARD_CHECK_ROWS = 64  # training rows whose trivial queries check the reward and set the reward curve's floor
+
+
+def check_reward_signal(reward_funcs, reward_weights: list[float], reference: tuple, start: tuple,
                         parse_mode: str) -> dict:
-    """Fail before training when the reward cannot vary; report how much the base policy's rewards vary.
+    """Fail before training when the reward cannot vary; report the trivial query's reward (the reward curve's
+    floor) and the starting policy's.
 
-    `reference_queries` (the trivial last-titles queries) must earn rewards that are not all identical:
-    a retriever that returns nothing, or a reward that always reads 0, fails here instead of wasting
-    a run on a constant (a retriever that raises for every query already raised in the scorer).
-    The policy's own completions may legitimately all score 0 (a tiny or untrained model); GRPO then
-    has no signal, which is logged and warned about rather than fatal.
+    `reference` is `(prompts, trivial queries, rows)` for a sample of training rows: the trivial last-titles
+    queries must earn rewards that are not all identical, so a retriever that returns nothing, or a reward
+    that always reads 0, fails here instead of wasting a run on a constant (a retriever that raises for
+    every query already raised in the scorer). `start` is `(prompts, greedy completions, rows)` of the
+    starting policy on the validation users: they may legitimately all score 0 (a tiny or untrained model);
+    GRPO then has no signal, which is warned about rather than fatal.
     """
-    columns = {c: list(rows[c]) for c in REWARD_COLUMNS}
-    main_reward = reward_funcs[0]
+    weights = np.array(reward_weights, dtype=float)
 
-    def rewards_of(completions: list[str]) -> np.ndarray:
-        return np.array(main_reward(prompts=prompts, completions=completions, **columns))
+    def rewards_of(prompts, completions: list[str], rows) -> np.ndarray:
+        """Per completion: each reward function's value (columns in `reward_funcs` order)."""
+        columns = {c: list(rows[c]) for c in REWARD_COLUMNS}
+        return np.array([f(prompts=prompts, completions=completions, **columns) for f in reward_funcs]).T
 
-    reference = rewards_of([format_answer(q, parse_mode) for q in reference_queries])
-    if len(set(reference.tolist())) == 1:
-        raise RuntimeError(f"reward {main_reward.__name__} is {reference[0]} for all {len(reference)} trivial "
+    prompts, queries, rows = reference
+    trivial = rewards_of(prompts, [format_answer(q, parse_mode) for q in queries], rows)
+    main_name = reward_funcs[0].__name__
+    if len(set(trivial[:, 0].tolist())) == 1:
+        raise RuntimeError(f"reward {main_name} is {trivial[0, 0]} for all {len(trivial)} trivial "
                            "last-titles queries: the retriever or the reward is broken, or reward.k is too small")
-    policy = rewards_of(policy_completions)
-    if len(set(policy.tolist())) == 1:
-        print(f"warning: the base policy's {len(policy)} startup completions all earn {main_reward.__name__} = "
-              f"{policy[0]}; GRPO learns nothing until some completion in a group scores differently")
-    return {"startup_reference_reward": float(reference.mean()), "startup_policy_reward": float(policy.mean()),
-            "startup_policy_nonzero": float(np.mean(policy != 0))}
+    policy = rewards_of(*start)
+    if len(set(policy[:, 0].tolist())) == 1:
+        print(f"warning: the starting policy's {len(policy)} greedy completions on validation users all earn "
+              f"{main_name} = {policy[0, 0]}; GRPO learns nothing until some completion in a group scores differently")
+    # The weighted sum is what TRL logs as `reward`, so the trivial query's is the reward curve's floor.
+    return {"trivial/reward": float((trivial @ weights).mean()), "start/reward": float((policy @ weights).mean()),
+            "start/nonzero_share": float(np.mean(policy[:, 0] != 0))}
 
 
 def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResult, config: RunConfig) -> tuple[str, dict]:
-    """Before/after markdown table with 95% intervals, plus paired differences (trained - base, trained - trivial)."""
+    """Before/after markdown table with 95% intervals, plus paired differences (trained - base, trained - trivial)
+    with raw and Holm-adjusted significance over the table's tests."""
     names = metric_names(config.eval.ks)
     summaries = [r.summary(config.eval.bootstrap, config.seed) for r in (base, trained, trivial)]
-    lines = [markdown_table(summaries, names), "", "Paired bootstrap differences (x100, 95% interval; significant = excludes 0):", "",
-             "| comparison | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    differences = {}
-    for label, other in (("trained - base", base), (f"trained - {trivial.name}", trivial)):
-        cells, differences[label] = [], {}
-        for name in names:
-            diff = paired_difference(trained.per_row[name], other.per_row[name], config.eval.bootstrap, config.seed)
-            differences[label][name] = diff
-            mark = " *significant*" if diff["significant"] else ""
-            cells.append(f"{100 * diff['mean']:+.2f} [{100 * diff['low']:+.2f}, {100 * diff['high']:+.2f}]{mark}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    differences = {label: {name: paired_difference(trained.per_row[name], other.per_row[name], config.eval.bootstrap,
+                                                   config.seed) for name in names}
+                   for label, other in ((f"trained - {base.name}", base), (f"trained - {trivial.name}", trivial))}
+    lines = [markdown_table(summaries, names), "", DIFFERENCES_NOTE, "", differences_table(differences, names)]
     return "\n".join(lines), {"systems": summaries, "differences": differences}
+
+
+def row_ids_hash(rows) -> str:
+    """A short hash of which rows (users or queries) a number was computed on, in order."""
+    return hashlib.sha256("\n".join(rows["row_id"]).encode("utf-8")).hexdigest()[:16]
 
 
 def train(config: RunConfig, resume: bool = False) -> str:
@@ -267,6 +277,14 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         start_wandb_run(run_dir, config.train.wandb_project, mode, to_dict(config))
 
     task = load_task(config.data)
+    split_seed, final = config.data.split_seed, config.train.final_split
+    valid_rows = task.split("valid", config.train.valid_rows, split_seed)
+    final_rows = task.evaluation_rows(final, config.train.test_rows, config.train.test_cold_rows, split_seed)
+    shared = overlapping_rows(valid_rows, final_rows) if final == "test" else []
+    if shared:
+        raise ConfigError(f"{len(shared)} of the {len(valid_rows)} validation users are also test users (e.g. "
+                          f"{shared[0]!r}): a stopping step or config chosen on them would be tested on them. Set "
+                          "data.user_split=disjoint (the default) so that validation and test users differ")
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
@@ -283,14 +301,12 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
             rollout_kwargs = {"rollout_func": constrained_rollout(trie, tokenizer)}
 
     train_rows = task.split("train")
-    valid_rows = task.split("valid", config.train.valid_rows, config.seed)
-    test_rows = task.evaluation_rows("test", config.train.test_rows, config.train.test_cold_rows, config.seed)
     if get_template(config.train.template).show_codes:
         from rec_rl.training.explicit import with_history_codes
 
-        train_rows, valid_rows, test_rows = (with_history_codes(r, retriever.codes.codes, task.catalog)
-                                             for r in (train_rows, valid_rows, test_rows))
-    train_set, valid_set, test_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, test_rows))
+        train_rows, valid_rows, final_rows = (with_history_codes(r, retriever.codes.codes, task.catalog)
+                                              for r in (train_rows, valid_rows, final_rows))
+    train_set, valid_set, final_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, final_rows))
     reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
@@ -300,8 +316,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
 
     def validate(policy) -> dict:
         result, _ = evaluate_policy("valid", policy, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
-        return {name: float(values.mean()) for name, values in result.per_row.items()} | {
-            key: result.info[key] for key in ("mean_query_words", "malformed_rate", "invalid_rate")}
+        return validation_entry(result)
 
     base_file = run_dir / "base_eval.json"
     if resume and base_file.exists():
@@ -309,15 +324,25 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
         log.truncate_after(checkpoint_step(checkpoint))
     else:
-        base, base_completions = evaluate_policy(base_label, model, tokenizer, test_rows, test_set["prompt"], **eval_kwargs)
+        base, base_completions = evaluate_policy(base_label, model, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)
         if main:
             base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
                                              "info": base.info, "examples": base_completions[:20]}))
-        first = test_rows.select(range(min(64, len(test_rows))))
-        startup = check_reward_signal(reward_funcs, test_set["prompt"][:len(first)],
-                                      trivial_queries(task, first, config, retriever),
-                                      base_completions[:len(first)], first, reward_config.parse)
-        log.write({"kind": "valid", "step": 0, **validate(model), **startup})
+        # Step 0 on the validation users: the starting policy and the trivial query beside it (the floor every
+        # validation point is read against); then the check that the reward can vary at all, on training rows.
+        start, start_completions = evaluate_policy("valid", model, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
+        trivial_valid = trivial_query_result(task, valid_rows, retriever, config)
+        check = np.random.default_rng(split_seed).permutation(len(train_rows))[:REWARD_CHECK_ROWS].tolist()
+        check_rows = train_rows.select(check)
+        startup = check_reward_signal(
+            reward_funcs, reward_weights,
+            (train_set.select(check)["prompt"], trivial_queries(task, check_rows, config, retriever), check_rows),
+            (valid_set["prompt"], start_completions, valid_rows), reward_config.parse)
+        floors = {f"trivial/{name}": float(values.mean()) for name, values in trivial_valid.per_row.items()}
+        log.write({"kind": "valid", "step": 0, **validation_entry(start), **startup, **floors})
+    code_levels = (lambda policy: level_accuracy(policy, tokenizer, valid_set["prompt"], valid_rows, train_rows, task,
+                                                 retriever.codes.codes)) if config.retriever.backend == "codes" else None
+    start_levels = code_levels(model) if code_levels else None
 
     from rec_rl.training.trainer import TRAINERS
 
@@ -334,26 +359,74 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(run_dir / "final"))
 
-    trained, trained_completions = evaluate_policy("trained policy", trainer.model, tokenizer, test_rows,
-                                                   test_set["prompt"], **eval_kwargs)
+    trained, trained_completions = evaluate_policy("trained policy", trainer.model, tokenizer, final_rows,
+                                                   final_set["prompt"], **eval_kwargs)
     if not main:
         return ""
-    trivial = trivial_query_result(task, test_rows, retriever, config)
+    trivial = trivial_query_result(task, final_rows, retriever, config)
     table, data = results_table(base, trained, trivial, config)
-    steps = [e for e in log.read() if e.get("kind") == "train"]
+    events = log.read()
+    steps = [e for e in events if e.get("kind") == "train"]
     timing = {key: float(np.mean([e[key] for e in steps if e.get(key) is not None]))
               for key in ("time/generation_s", "time/reward_s", "time/step_s") if any(e.get(key) for e in steps)}
-    header = (f"# rec-rl train: {title}\n\nTest rows: {len(test_rows)} (test split, "
-              f"full-catalog ranking). Steps: {trainer.state.global_step}, training wall time {train_seconds:.0f} s. "
-              f"Mean seconds per step: " + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in timing.items()) + ".\n")
+    valid_points = [e for e in events if e.get("kind") == "valid"]
+    names = metric_names(config.eval.ks)
+    # What each system scored on the validation users: what `rec-rl compare` and seed sweeps choose by.
+    valid_metrics = {base.name: {n: valid_points[0][n] for n in names},
+                     trained.name: {n: valid_points[-1][n] for n in names},
+                     trivial.name: {n: valid_points[0][f"trivial/{n}"] for n in names}}
+    protocol = {
+        "config_hash": config_hash(config), "seed": config.seed, "split_seed": split_seed,
+        "user_split": config.data.user_split if task.kind == "sequential" else "by query",
+        "validation": {"split": "valid", "rows": len(valid_rows), "row_ids_hash": row_ids_hash(valid_rows),
+                       "row_ids": list(valid_rows["row_id"]),
+                       "used_for": "validation curve (every train.eval_every steps), the reward check, choices"},
+        "table": {"split": final, "rows": len(final_rows), "row_ids_hash": row_ids_hash(final_rows),
+                  "used_for": "confirmation: the before/after table" if final == "test" else
+                  "tuning: the before/after table on validation users"},
+        "codes_hash": array_hash(retriever.codes.codes) if config.retriever.backend == "codes" else None}
+    levels = {"start": start_levels, "trained": code_levels(trainer.model)} if code_levels else None
+    header = (f"# rec-rl train: {title}\n\n{final.capitalize()} rows: {len(final_rows)} ({final} split, full-catalog "
+              f"ranking{'; validation users are disjoint from them' if final == 'test' else ''}). Seed {config.seed}, "
+              f"config {protocol['config_hash']}"
+              + (f", codes {protocol['codes_hash']}" if protocol["codes_hash"] else "")
+              + f". Steps: {trainer.state.global_step}, training wall time {train_seconds:.0f} s (with "
+              f"{len(valid_points) - 1} validations of {len(valid_rows)} users). Mean seconds per step: "
+              + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in timing.items()) + ".\n")
     examples = "\n".join(f"- base: `{b.strip()[:100]}` -> trained: `{t.strip()[:100]}`"
                          for b, t in zip(json.loads(base_file.read_text())["examples"][:8], trained_completions[:8]))
-    markdown = f"{header}\n{table}\n\nExample completions (same users):\n{examples}\n"
+    level_lines = "" if not levels else (
+        f"\nPer-level code accuracy on the {len(valid_rows)} validation users (teacher-forced, among each level's "
+        "codes; floor: always the training targets' most frequent code at that level):\n\n"
+        "| policy | " + " | ".join(f"level {e['level']}" for e in levels["start"]) + " |\n|---|"
+        + "---|" * len(levels["start"]) + "\n" + "\n".join(
+            f"| {name} | " + " | ".join(f"{e['accuracy']:.3f} (floor {e['floor']:.3f})" for e in levels[role]) + " |"
+            for role, name in (("start", base.name), ("trained", trained.name))) + "\n")
+    markdown = f"{header}\n{table}\n{level_lines}\nExample completions (same users):\n{examples}\n"
     (run_dir / "results.md").write_text(markdown)
     # Per-row values (rows in `row_ids` order) let `rec-rl compare` pair systems of different runs.
     per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (base, trained, trivial)}
-    (run_dir / "results.json").write_text(json.dumps({**data, "train_seconds": train_seconds, "sft_seconds": sft_seconds,
-                                                      "timing": timing, "wandb_mode": mode,
-                                                      "row_ids": list(test_rows["row_id"]), "per_row": per_row}, indent=2))
-    plot_curves(log.read(), run_dir / "curves.png", title)
+    (run_dir / "results.json").write_text(json.dumps({
+        **data, "roles": {"base": base.name, "trained": trained.name, "trivial": trivial.name},
+        "protocol": protocol, "valid_metrics": valid_metrics, "code_level_accuracy": levels,
+        "train_seconds": train_seconds,
+        "sft_seconds": sft_seconds, "timing": timing, "wandb_mode": mode,
+        "row_ids": list(final_rows["row_id"]), "per_row": per_row}, indent=2))
+    plot_curves(events, run_dir / "curves.png", title)
     return markdown
+
+
+def level_accuracy(policy, tokenizer, prompts, rows, train_rows, task: TaskData, codes) -> list[dict]:
+    """`explicit.code_accuracy` of `policy` on `rows` (their next items), floors from the training targets."""
+    from rec_rl.training.explicit import code_accuracy
+
+    row_of = task.catalog.row_of
+    targets = np.array([row_of[ids[0]] for ids in rows["target_item_ids"]])
+    floor = codes[[row_of[ids[0]] for ids in train_rows["target_item_ids"]]]
+    return code_accuracy(policy, tokenizer, list(prompts), targets, codes, floor)
+
+
+def validation_entry(result: SystemResult) -> dict:
+    """A validation point of metrics.jsonl: mean metrics and the output facts."""
+    return {name: float(values.mean()) for name, values in result.per_row.items()} | {
+        key: result.info[key] for key in ("mean_query_words", "malformed_rate", "invalid_rate")}
