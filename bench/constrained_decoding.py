@@ -18,10 +18,11 @@ from pathlib import Path
 from rec_rl.config import load_config
 from rec_rl.data import load_task
 from rec_rl.evaluation.policy import evaluate_policy
-from rec_rl.policy import load_policy
-from rec_rl.prompts import get_template, render_prompt
+from rec_rl.policy import load_policy, stop_at_line_end
 from rec_rl.training.explicit import code_trie
-from rec_rl.training.run import stop_at_line_end, trainer_args
+from rec_rl.training.routes import route_of
+from rec_rl.training.rows import prompt_rows
+from rec_rl.training.trl_args import trainer_args
 from retrievers import build_retriever
 
 from report import write_json
@@ -37,13 +38,16 @@ def main() -> None:
     config = load_config(options.run_dir / "config.yaml")
     task = load_task(config.data)
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
-    model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(options.run_dir / "sft")))
+    model, tokenizer = load_policy(config.policy)
     stop_at_line_end(model, tokenizer, trainer_args(config, options.run_dir))
+    route = route_of(config)
+    # As `rec-rl train --resume` does: the run's SFT policy from run_dir/sft, its stop ids kept.
+    prepared = route.prepare(config, task, retriever, model, tokenizer, options.run_dir, resume=True)
+    model, tokenizer = prepared.model, prepared.tokenizer
     eos = model.generation_config.eos_token_id
-    trie = code_trie(tokenizer, retriever.codes.codes, eos)
-    rows = task.split("test", options.rows, config.data.split_seed)
-    template = get_template(config.train.template)
-    prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
+    trie = prepared.constraint or code_trie(tokenizer, route.codes(retriever), eos)
+    rows = route.rows(task.split("test", options.rows, config.data.split_seed), task, retriever, config)
+    prompts = prompt_rows(rows, config, tokenizer)["prompt"]
 
     from peft import PeftModel
 

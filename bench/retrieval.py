@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rec_rl.experiments.launch import run_child
 from report import machine, markdown_table, write_json
 
 BACKENDS = {
@@ -109,8 +108,9 @@ def run_cell(size: int, backend: str, cache: Path, queries_file: Path, ks: list[
 def prefill_embeddings(size: int, cache: Path) -> float:
     """Put the synthetic catalog's mixed embeddings in `cache`, where the dense retriever looks first."""
     from rec_rl.config import RetrieverConfig
-    from retrievers.cache import cached_index
-    from retrievers.dense import EMBEDDINGS_FILE, DenseRetriever, embedding_settings, resolve_model
+    from rec_rl.index_cache import cached_index
+    from rec_rl.embeddings import EMBEDDINGS_FILE, embedding_settings, resolve_model
+    from retrievers.dense import DenseRetriever
     from synthetic import synthetic_embeddings
 
     started = time.perf_counter()
@@ -126,17 +126,14 @@ def spawn_cell(size: int, backend: str, cache: Path, queries_file: Path, options
     """Run a cell in a child process; add its peak memory and exit status."""
     command = [sys.executable, __file__, "--cell", str(size), backend, "--cache", str(cache), "--queries-file",
                str(queries_file), "--ks", options.ks, "--single", str(options.single), "--rows-file", str(rows_file)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    lines = [line for line in output.splitlines() if line.startswith("{")]
+    child = run_child(command, capture=True)
+    lines = [line for line in child.output.splitlines() if line.startswith("{")]
     if not lines:
-        return {"items": size, "backend": backend, "error": f"exit status {child.returncode}, no result"}
+        return {"items": size, "backend": backend, "error": f"exit status {child.exit_code}, no result"}
     cell = json.loads(lines[-1])
-    cell["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
-    if child.returncode != 0:  # e.g. the JVM crashing at interpreter exit, after the result was printed
-        cell["exit_status"] = child.returncode
+    cell["peak_rss_mb"] = child.peak_rss_mb
+    if child.exit_code != 0:  # e.g. the JVM crashing at interpreter exit, after the result was printed
+        cell["exit_status"] = child.exit_code
     return cell
 
 

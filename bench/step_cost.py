@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from rec_rl.experiments.launch import run_child
 from report import machine, markdown_table, write_json
 
 COMMON = ["train.eval_every=0", "train.test_rows=8", "train.valid_rows=8", "train.wandb_mode=disabled"]
@@ -56,10 +57,9 @@ def run_setup(name: str, overrides: list[str], steps: int, run_dir: Path) -> dic
                f"train.grpo.save_steps={steps}", *COMMON, *overrides]
     environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count())),
                    "TOKENIZERS_PARALLELISM": "false"}
-    child = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name}: `{' '.join(command)}` failed with exit status {os.waitstatus_to_exitcode(status)}")
+    child = run_child(command, environment, stdout=subprocess.DEVNULL)
+    if child.exit_code != 0:
+        raise SystemExit(f"{name}: `{' '.join(command)}` failed with exit status {child.exit_code}")
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     measured = [e for e in events if e["kind"] == "train"][1:]  # step 1 warms up caches and allocators
     completions = [e["completions/mean_length"] for e in measured]
@@ -75,7 +75,7 @@ def run_setup(name: str, overrides: list[str], steps: int, run_dir: Path) -> dic
             "reward share": mean["time/reward_s"] / mean["time/step_s"],
             "repeat hit rate": 1 - mean["retrieval/distinct_query_share"],
             "s/completion": mean["time/step_s"] / batch, "mean completion tokens": float(np.mean(completions)),
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+            "peak_rss_mb": child.peak_rss_mb}
 
 
 def main() -> None:

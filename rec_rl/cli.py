@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             if config.train.algorithm != "ppo":
                 print(f"written to {config.train.run_dir}/results.md, curves.png and metrics.jsonl")
         elif options.command == "compare":
-            from rec_rl.evaluation.compare import compare
+            from rec_rl.experiments.compare import compare
 
             print(compare(path, overrides, options.budget))
             print(f"written to {config.compare.output_dir}/compare.md, compare.json, rewards.png and metrics.png")
         elif options.command == "seeds":
             from pathlib import Path
 
-            from rec_rl.evaluation.seeds import run_seeds
+            from rec_rl.experiments.seeds import run_seeds
 
             print(run_seeds(path, overrides, options.seeds, Path(options.output)))
             print(f"written to {options.output}/seeds.md and seeds.json")

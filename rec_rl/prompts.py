@@ -30,6 +30,7 @@ class PromptTemplate:
     example_answer: str = ""
     newest_first: bool = False  # list the history newest first, so the titles nearest the answer come first
     show_codes: bool = False  # each history title is followed by its item's semantic code (explicit route)
+    writes: str = "query"  # what the answer is: a search query (implicit route) or an item's code (explicit)
 
 
 # The worked example's titles are made up (a test checks they match no catalog title), so the
@@ -84,6 +85,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         parse="plain",
         answer_prefix="Code:",
         newest_first=True,
+        writes="codes",
     ),
     # As history_codes, each title followed by its item's code (TIGER's input is the history's codes): the
     # policy reads codes as well as writes them, and can copy or vary a code it sees.
@@ -95,6 +97,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         answer_prefix="Code:",
         newest_first=True,
         show_codes=True,
+        writes="codes",
     ),
     # Explicit route, SFT alignment: one game's title -> its code (rec_rl.training.sft).
     "title_code": PromptTemplate(
@@ -102,6 +105,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         user="{context}",
         parse="plain",
         answer_prefix="Code:",
+        writes="codes",
     ),
     # Product search (ESCI): rewrite the shopper's query into a better keyword query.
     "search_rewrite": PromptTemplate(
@@ -121,7 +125,7 @@ def user_context(row: dict, max_title_chars: int, newest_first: bool = False, sh
         if show_codes:
             if "history_codes" not in row:
                 raise ValueError("this prompt template shows item codes; its rows need `history_codes` "
-                                 "(rec_rl.training.explicit.with_history_codes, retriever.backend=codes)")
+                                 "(rec_rl.codes.tokens.with_history_codes, retriever.backend=codes)")
             lines = [f"{line} {code}" for line, code in zip(lines, row["history_codes"])]
         return "\n".join(lines[::-1] if newest_first else lines)
     return row["query"]

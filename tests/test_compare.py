@@ -12,7 +12,7 @@ import pytest
 from rec_rl.cli import main
 from rec_rl.config import ConfigError, load_config
 from rec_rl.data import load_task
-from rec_rl.evaluation.compare import BUDGETS, compare, route_runs, run_overrides
+from rec_rl.experiments.compare import BUDGETS, compare, route_runs, run_overrides
 
 from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, write_jsonl
 
@@ -64,13 +64,13 @@ def test_run_settings_are_budget_then_user_then_route(capsys):
 def test_every_budget_preset_makes_valid_run_configs(budget: str):
     from trl import GRPOConfig, SFTConfig
 
-    from rec_rl.training.run import check_explicit_route
+    from rec_rl.training.routes import route_of
 
     grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
     for run in route_runs(load_config()).values():
         config = load_config(None, run_overrides(budget, [], run, Path("runs/x")))
-        check_explicit_route(config)
+        route_of(config).check(config)
         assert set(config.train.grpo) <= grpo_fields and set(config.train.sft) <= sft_fields
         grpo = config.train.grpo
         assert grpo["per_device_train_batch_size"] % grpo["num_generations"] == 0

@@ -36,6 +36,8 @@ def test_overrides_are_parsed_as_yaml():
     ("retriever=bm25", "retriever must be a mapping"),
     ("nonsense", "must look like key.path=value"),
     ("retriever.k1.x=3", r"override: retriever.k1 must be float, got \{'x': 3\}"),
+    ("train.template=history_quary", r"train.template is 'history_quary'; expected one of \['history_query'"),
+    ("data.history_len=0", r"override: data.history_len is 0; it must be at least 1"),
 ])
 def test_bad_values_name_the_key(override: str, message: str):
     with pytest.raises(ConfigError, match=message):

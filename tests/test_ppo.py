@@ -16,7 +16,8 @@ from rec_rl.ppo.export import DATA_SOURCE, export_task, reward_columns
 from rec_rl.ppo.launch import hydra_value, verl_overrides
 from rec_rl.ppo.reward import compute_score
 from rec_rl.prompts import build_messages, get_template
-from rec_rl.training.run import reward_setup, train
+from rec_rl.training.rows import reward_setup
+from rec_rl.training.run import train
 from retrievers import build_retriever
 
 COMPLETIONS = ["Query: zelda mario switch", "Query: xbox one halo", "no query line at all", "",
@@ -167,3 +168,28 @@ def test_ppo_refuses_resume_and_a_machine_without_gpu(tiny_sequential: Path, tmp
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         train(ppo_config(tiny_sequential, tmp_path / "run"))
+
+
+def test_ppo_refuses_the_explicit_route_before_anything_runs(tiny_sequential: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="train.algorithm=ppo with retriever.backend=codes"):
+        train(ppo_config(tiny_sequential, tmp_path / "run", "retriever.backend=codes", "train.template=history_codes"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_ppo_writes_the_config_verl_runs(tiny_sequential: Path, tmp_path: Path, monkeypatch):
+    """With wandb disabled verl logs to the console only, and config.yaml says so (it is what verl reads)."""
+    import subprocess
+
+    import torch
+
+    from rec_rl.ppo import launch
+
+    pytest.importorskip("verl")
+    commands = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(subprocess, "run", lambda command, check: commands.append(command))
+    run_dir = tmp_path / "run"
+    launch.run_ppo(ppo_config(tiny_sequential, run_dir, "train.wandb_mode=disabled"))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["verl"]["trainer.logger"] == ["console"]
+    assert "trainer.logger=[console]" in commands[0]

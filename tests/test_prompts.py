@@ -87,8 +87,8 @@ def _leaks(prompt: str, own: set[str], titles: set[str]) -> list[str]:
 def test_the_prompts_training_and_evaluation_use_hold_only_the_users_history(template, tiny_sequential, tokenizer):
     """Through the real paths: `prompt_rows` (GRPO and evaluation) and `sft_examples` (the explicit warm-up)."""
     from rec_rl.codes.build import item_codes
-    from rec_rl.training.explicit import with_history_codes
-    from rec_rl.training.run import prompt_rows
+    from rec_rl.codes.tokens import with_history_codes
+    from rec_rl.training.rows import prompt_rows
     from rec_rl.training.sft import sft_examples
 
     overrides = [f"data.path={tiny_sequential}", f"train.template={template}", "codes.levels=2", "codes.codebook_bits=2",

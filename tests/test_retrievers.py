@@ -25,7 +25,7 @@ from rec_rl.data.catalog import Catalog, read_catalog
 from retrievers import Retriever, SearchResult, build_retriever
 from retrievers import analysis
 from retrievers.bm25 import lucene_length, top_rows
-from retrievers.cache import MANIFEST, cached_index, entry_path, verify
+from rec_rl.index_cache import MANIFEST, cached_index, entry_path, verify
 
 EMBEDDED_ITEMS = Path(__file__).parents[1] / "rec_rl" / "data" / "embedded" / "amazon_games_seq" / "items.jsonl.gz"
 
@@ -283,7 +283,7 @@ def test_cache_detects_corruption_and_rebuilds(games, tmp_path, caplog):
     (entry,) = [p for p in tmp_path.iterdir()]
     data = entry / "data.csc.index.npy"
     data.write_bytes(data.read_bytes()[:-8])  # truncated
-    with caplog.at_level(logging.WARNING, logger="retrievers.cache"):
+    with caplog.at_level(logging.WARNING, logger="rec_rl.index_cache"):
         rebuilt = build_retriever(config, games)
     assert f"{entry} is invalid (data.csc.index.npy does not match its content hash" in caplog.text
     assert verify(entry, games, json.loads((entry / MANIFEST).read_text())["settings"]) is None
@@ -311,7 +311,7 @@ def test_cache_reports_missing_and_foreign_files(games, tmp_path, caplog):
     path = cached_index("demo", games, {"dim": 3}, build, tmp_path)
     assert cached_index("demo", games, {"dim": 3}, build, tmp_path) == path and len(builds) == 1
     (path / "vectors.bin").unlink()
-    with caplog.at_level(logging.WARNING, logger="retrievers.cache"):
+    with caplog.at_level(logging.WARNING, logger="rec_rl.index_cache"):
         cached_index("demo", games, {"dim": 3}, build, tmp_path)
     assert "vectors.bin is missing" in caplog.text and len(builds) == 2
     (path / "stray.txt").write_text("?")
@@ -323,7 +323,7 @@ def test_cache_reports_missing_and_foreign_files(games, tmp_path, caplog):
     stale = entry_path("demo", other, {"dim": 3}, tmp_path)
     (path / "stray.txt").unlink()
     shutil.copytree(path, stale)
-    with caplog.at_level(logging.WARNING, logger="retrievers.cache"):
+    with caplog.at_level(logging.WARNING, logger="rec_rl.index_cache"):
         assert cached_index("demo", other, {"dim": 3}, build, tmp_path) == stale
     assert f"{stale} is invalid (built for a different catalog); rebuilding it" in caplog.text and len(builds) == 3
     assert verify(stale, other, {"dim": 3}) is None

@@ -14,9 +14,11 @@ import pytest
 from safetensors.torch import load_file
 
 from rec_rl.config import ConfigError, config_hash, load_config
-from rec_rl.tracking import MetricsLog
-from rec_rl.training.run import (checkpoint_step, is_main_process, last_complete_checkpoint, stop_at_line_end,
-                                 train, trainer_args)
+from rec_rl.tracking import MetricsLog, is_main_process
+from rec_rl.policy import stop_at_line_end
+from rec_rl.training.checkpoints import checkpoint_step, last_complete_checkpoint
+from rec_rl.training.run import train
+from rec_rl.training.trl_args import trainer_args
 from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
 
 
@@ -301,7 +303,7 @@ def test_shared_prefill_generates_what_generate_does():
 
 
 def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path, tmp_path: Path):
-    from rec_rl.evaluation.seeds import run_seeds, summarize_seeds
+    from rec_rl.experiments.seeds import run_seeds, summarize_seeds
 
     output = tmp_path / "seeds"
     overrides = tiny_overrides(tiny_sequential, tmp_path / "replaced", 1, "train.eval_every=0",
@@ -324,3 +326,21 @@ def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path
     results.write_text(json.dumps(changed))
     with pytest.raises(ValueError, match="not seeds of one configuration"):
         summarize_seeds({0: output / "seed-0", 1: output / "seed-1"})
+
+
+def test_route_checks_run_before_any_work_and_name_the_key(tmp_path: Path):
+    from rec_rl.training.routes import ExplicitRoute, ImplicitRoute, route_of
+
+    explicit = load_config(None, ["retriever.backend=codes", "train.template=history_codes", "train.sft.max_stepz=3"])
+    assert isinstance(route_of(explicit), ExplicitRoute)
+    with pytest.raises(ConfigError, match="unknown key 'train.sft.max_stepz'"):
+        route_of(explicit).check(explicit)
+    implicit = load_config(None, ["train.template=history_codes"])
+    assert isinstance(route_of(implicit), ImplicitRoute)
+    for template in ("history_codes", "history_titles_codes"):
+        with pytest.raises(ConfigError, match="asks for item codes"):
+            train(load_config(None, [f"train.template={template}", f"train.run_dir={tmp_path / 'run'}"]))
+    assert not (tmp_path / "run").exists(), "refused before the run folder is made"
+    queries = load_config(None, ["retriever.backend=codes", "train.template=history_query_recent"])
+    with pytest.raises(ConfigError, match="asks for a search query"):
+        route_of(queries).check(queries)

@@ -9,7 +9,7 @@ Two quantizers, as in the literature:
 
 Items that share all quantizer levels get one more level numbering them (0, 1, ...), so every item's
 code is unique and a generated code names at most one item. Codes are cached beside the catalog's
-content hash (`retrievers.cache`), like indexes, and rebuilt if the catalog, encoder or settings change.
+content hash (`rec_rl.index_cache`), like indexes, and rebuilt if the catalog, encoder or settings change.
 
 Example:
     >>> codes = item_codes(catalog, CodesConfig())      # doctest: +SKIP
@@ -28,9 +28,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rec_rl.config import CodesConfig, RetrieverConfig
+from rec_rl.config import CodesConfig
 from rec_rl.data.catalog import Catalog
-from retrievers.cache import cached_index
+from rec_rl.index_cache import cached_index
 
 CODES_FORMAT = 2  # bump when what the cached files mean changes (2: built with QUANTIZER_THREADS)
 _ENCODE_CHUNK = 65_536  # rows the residual quantizer encodes at a time
@@ -89,10 +89,10 @@ class ItemCodes:
 
 
 def catalog_embeddings(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> np.ndarray:
-    """Normalised item text embeddings from the configured encoder, cached like the dense retriever's."""
-    from retrievers.dense import catalog_embeddings as dense_embeddings
+    """Normalised item text embeddings from `codes.encoder`, cached like (and shared with) the dense retriever's."""
+    from rec_rl.embeddings import catalog_embeddings as text_embeddings
 
-    return dense_embeddings(catalog, RetrieverConfig(backend="dense", model=config.encoder, cache_dir=cache_dir))
+    return text_embeddings(catalog, config.encoder, cache_dir=cache_dir)
 
 
 def _settings(config: CodesConfig, embeddings: np.ndarray) -> dict:

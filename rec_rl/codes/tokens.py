@@ -115,3 +115,14 @@ def add_code_tokens(model, tokenizer, codes: np.ndarray, codebook_sizes: Sequenc
                 ids = tokenizer.convert_tokens_to_ids([code_token(level, c) for c in range(size)])
                 table[torch.tensor(ids)] = torch.as_tensor(means, dtype=table.dtype)
     return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def with_history_codes(rows, codes: np.ndarray, catalog):
+    """`rows` (a task split) plus `history_codes`: the code text of each item in its `history_titles`.
+
+    What a template with `show_codes` (history_titles_codes) prints beside each title.
+    """
+    def add(row):
+        shown = row["history_item_ids"][len(row["history_item_ids"]) - len(row["history_titles"]):]
+        return {"history_codes": [code_text(codes[catalog.row_of[item]]) for item in shown]}
+    return rows.map(add, desc="history codes")

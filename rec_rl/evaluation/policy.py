@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
 from rec_rl.data import Catalog
 from rec_rl.evaluation.report import SystemResult
+from rec_rl.policy import eos_ids
 from rec_rl.evaluation.run import score_rankings, search_all
 from retrievers import Retriever
 from rewards.parsing import extract_query
@@ -29,8 +30,7 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"  # decoder-only models continue from the right end
-    eos = model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
+    eos = set(eos_ids(model.generation_config.eos_token_id))
     # Batches of similar length waste little compute on padding; results go back in prompt order.
     lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lengths.__getitem__)

@@ -8,6 +8,7 @@ module builds the command; verl does the rest, including Ray for multi-node runs
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -85,11 +86,13 @@ def run_ppo(config: RunConfig) -> str:
                           "on this machine use train.algorithm=grpo or rloo")
     run_dir = Path(config.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode) == "disabled":
+        # Settled before config.yaml is written, so the file holds the config verl really runs.
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, verl={**config.train.verl, "trainer.logger": ["console"]}))
     config_path = run_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     data = export_task(load_task(config.data), config, run_dir / "verl_data")
-    if configure_wandb(run_dir, config.train.wandb_project, config.train.wandb_mode) == "disabled":
-        config.train.verl = {**config.train.verl, "trainer.logger": ["console"]}
     command = [sys.executable, "-m", "verl.trainer.main_ppo",
                *verl_overrides(config, data, config_path, resolve_model_path(config.policy))]
     (run_dir / "verl_command.txt").write_text(" ".join(command) + "\n")

@@ -20,7 +20,7 @@ from retrievers import build_retriever
 
 @lru_cache(maxsize=4)
 def _rewards_for(config_path: str) -> tuple[list, list[float]]:
-    from rec_rl.training.run import reward_setup
+    from rec_rl.training.rows import reward_setup
 
     config = load_config(config_path)
     task = load_task(config.data)

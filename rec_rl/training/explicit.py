@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rec_rl.codes.tokens import add_code_tokens, code_text, code_token
+from rec_rl.codes.tokens import add_code_tokens, code_token
 from rec_rl.codes.trie import CodeTrie
 from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
-from rec_rl.policy import load_policy
+from rec_rl.policy import eos_ids, load_policy
 
 
 @dataclass
@@ -35,17 +35,6 @@ def code_token_ids(tokenizer, codes: np.ndarray) -> np.ndarray:
     lookup = [np.array(tokenizer.convert_tokens_to_ids([code_token(level, c) for c in range(codes[:, level].max() + 1)]))
               for level in range(levels)]
     return np.column_stack([lookup[level][codes[:, level]] for level in range(levels)])
-
-
-def with_history_codes(rows, codes: np.ndarray, catalog):
-    """`rows` (a task split) plus `history_codes`: the code text of each item in its `history_titles`.
-
-    What a template with `show_codes` (history_titles_codes) prints beside each title.
-    """
-    def add(row):
-        shown = row["history_item_ids"][len(row["history_item_ids"]) - len(row["history_titles"]):]
-        return {"history_codes": [code_text(codes[catalog.row_of[item]]) for item in shown]}
-    return rows.map(add, desc="history codes")
 
 
 def code_accuracy(model, tokenizer, prompts: list[str], targets: np.ndarray, codes: np.ndarray,
@@ -89,7 +78,7 @@ def code_accuracy(model, tokenizer, prompts: list[str], targets: np.ndarray, cod
 
 def code_trie(tokenizer, codes: np.ndarray, eos) -> CodeTrie:
     """The trie of every item's token-id code, ending at `eos` (the generation config's id or ids)."""
-    return CodeTrie(code_token_ids(tokenizer, codes).tolist(), eos if isinstance(eos, list) else [eos])
+    return CodeTrie(code_token_ids(tokenizer, codes).tolist(), eos_ids(eos))
 
 
 def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir: Path, resume: bool) -> ExplicitPolicy:

@@ -2,8 +2,9 @@
 
 The policy writes search queries (the implicit route) or semantic item codes (the explicit route,
 `retriever.backend=codes`); one loop serves both. In the order it runs:
-1. load the task, the frozen retriever and the policy (the default is converted once from its GGUF);
-   for the explicit route, add the code tokens and run the SFT warm-up (`rec_rl.training.explicit`);
+1. load the task, the frozen retriever and the policy (the default is converted once from its GGUF), and
+   let the run's route (`rec_rl.training.routes`) make the policy ready: for the explicit route, add the
+   code tokens and run the SFT warm-up (`rec_rl.training.explicit`);
 2. build prompts (user context only) and the reward functions (NDCG/Recall of the retrieved list);
 3. score the base policy on the test rows, and the trivial last-titles query beside it;
 4. check that the reward is not constant on real completions (a broken retriever fails here, loudly);
@@ -13,131 +14,40 @@ The policy writes search queries (the implicit route) or semantic item codes (th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import logging
-import os
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 import yaml
 
 from rec_rl.codes.build import array_hash
-from rec_rl.codes.tokens import code_text
 from rec_rl.config import ConfigError, RunConfig, config_hash, to_dict
 from rec_rl.data import TaskData, load_task, overlapping_rows
-from rec_rl.evaluation.baselines import last_titles_query
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
-from rec_rl.policy import load_policy, lora_config, newline_token_ids
-from rec_rl.prompts import get_template, render_prompt
-from rec_rl.tracking import MetricsLog, configure_wandb, finish_wandb, plot_curves, start_wandb_run
+from rec_rl.policy import load_policy, lora_config, stop_at_line_end
+from rec_rl.tracking import (MetricsLog, configure_wandb, finish_wandb, is_main_process, plot_curves,
+                             start_wandb_run)
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
+from rec_rl.training.checkpoints import checkpoint_step, last_complete_checkpoint
+from rec_rl.training.routes import Route, route_of
+from rec_rl.training.rows import REWARD_COLUMNS, prompt_rows, reward_setup
+from rec_rl.training.trl_args import trainer_args
 from retrievers import build_retriever
-from rewards import RetrievalScorer, RewardConfig, build_reward_functions
 from rewards.parsing import format_answer
 
-logger = logging.getLogger(__name__)
 
-REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
-
-
-def is_main_process() -> bool:
-    """True in a single-process run and in the first process of an `accelerate launch` / torchrun run.
-
-    Every process runs the same evaluations (under DeepSpeed ZeRO-3 each holds only a shard of the
-    weights, so generation needs them all in step); only the first writes the run folder.
-    """
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def trainer_args(config: RunConfig, run_dir: Path):
-    """TRL's GRPOConfig or RLOOConfig (by `train.algorithm`) from `train.grpo` / `train.rloo`.
-
-    rec-rl's defaults are merged with the user's; an unknown key names `train.<algorithm>.<key>`.
-    """
-    from trl import GRPOConfig, RLOOConfig
-
-    algorithm = config.train.algorithm
-    config_class = {"grpo": GRPOConfig, "rloo": RLOOConfig}[algorithm]
-    known = {f.name: f for f in dataclasses.fields(config_class)}
-    values = getattr(config.train, algorithm)
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"unknown key 'train.{algorithm}.{key}': not a field of trl.{config_class.__name__}")
-        default = known[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
-            raise ConfigError(f"train.{algorithm}.{key} must be a number, got {value!r}")
-    for key in ("output_dir", "use_cpu", "seed"):
-        if key in values:
-            raise ConfigError(f"train.{algorithm}.{key} is set by rec-rl (train.run_dir, the machine, seed); remove it")
-    import torch
-
-    try:
-        return config_class(output_dir=str(run_dir / "checkpoints"), use_cpu=not torch.cuda.is_available(),
-                            seed=config.seed, **values)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"train.{algorithm}: {error}") from None
-
-
-def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardConfig, list, list[float]]:
-    """The reward config (its parse mode fixed by the prompt template unless `reward.parse` says otherwise),
-    the reward functions and their weights: what every trainer, TRL's or verl's, scores completions with."""
-    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
-    scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
-    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
-    return reward_config, reward_funcs, reward_weights
-
-
-def stop_at_line_end(model, tokenizer, args) -> None:
-    """End every completion at its first line break, in evaluation and in TRL's rollouts.
-
-    The query is one line: without this the policy writes on to the token limit, and training pays
-    for tokens the reward never reads. TRL's transformers rollouts stop at the model's
-    generation_config eos ids; its vLLM rollouts (`args.use_vllm`) sample with vLLM's SamplingParams,
-    which ignore generation_config, so the newline ids also go in `args.generation_kwargs`.
-    """
-    newlines = newline_token_ids(tokenizer)
-    eos = model.generation_config.eos_token_id
-    eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
-    model.generation_config.eos_token_id = sorted(set(eos) | set(newlines))
-    if args.use_vllm:
-        args.generation_kwargs = {"stop_token_ids": newlines, **(args.generation_kwargs or {})}
-
-
-def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
-    """The GRPO dataset: the rendered `prompt` per row, plus the columns the reward functions read."""
-    template = get_template(config.train.template)
-    prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
-    return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
-
-
-def trivial_queries(task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
-    """The bar a policy must clear: the last `history_len` titles (or the user's own query) as the query;
-    for the explicit route, the code of the user's last item."""
-    if config.retriever.backend == "codes":
-        return [code_text(retriever.codes.codes[task.catalog.row_of[ids[-1]]]) if len(ids) else ""
-                for ids in rows["history_item_ids"]]
-    if task.kind == "sequential":
-        return [last_titles_query(titles, config.data.history_len) for titles in rows["history_titles"]]
-    return list(rows["query"])
-
-
-def trivial_query_result(task: TaskData, rows, retriever, config: RunConfig) -> SystemResult:
-    """NDCG/Recall of `trivial_queries` on `rows`."""
-    n = config.data.history_len
-    queries = trivial_queries(task, rows, config, retriever)
+def trivial_query_result(route: Route, task: TaskData, rows, retriever, config: RunConfig) -> SystemResult:
+    """NDCG/Recall of the route's trivial outputs (`Route.trivial_queries`) on `rows`."""
+    queries = route.trivial_queries(task, rows, config, retriever)
     exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     started = time.perf_counter()
     found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
-    label = "codes last item" if config.retriever.backend == "codes" else \
-        f"{config.retriever.backend} last-{n} titles" if task.kind == "sequential" else f"{config.retriever.backend} raw query"
-    return SystemResult(label, score_rankings(found, rows, task.catalog, config.eval.ks),
+    return SystemResult(route.trivial_label(task, config), score_rankings(found, rows, task.catalog, config.eval.ks),
                         {"seconds": time.perf_counter() - started})
 
 
@@ -200,6 +110,7 @@ def train(config: RunConfig, resume: bool = False) -> str:
 
     `train.algorithm=ppo` hands the run to verl instead (`rec_rl.ppo.launch`).
     """
+    route_of(config).check(config)  # before any branch: PPO refuses the explicit route too
     if config.train.algorithm == "ppo":
         from rec_rl.ppo.launch import run_ppo
 
@@ -213,52 +124,9 @@ def train(config: RunConfig, resume: bool = False) -> str:
         finish_wandb()
 
 
-def checkpoint_step(checkpoint: Path) -> int:
-    """The optimizer step a `checkpoint-<step>` folder was saved at."""
-    return int(checkpoint.name.split("-")[1])
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint whose save finished, or None.
-
-    transformers writes a checkpoint's files in place and its `trainer_state.json` last, so a run killed
-    mid-save leaves a newer folder without a readable state; it is skipped (with a warning) for the one
-    before it, which `save_total_limit` rotation only deletes after the new save completes.
-    """
-    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                   key=checkpoint_step, reverse=True)
-    for checkpoint in found:
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-            return checkpoint
-        except (OSError, ValueError):
-            logger.warning("%s is incomplete (its save was interrupted); resuming from an earlier checkpoint", checkpoint)
-    return None
-
-
-def check_explicit_route(config: RunConfig) -> None:
-    """Settings the explicit route (`retriever.backend=codes`) cannot combine; checked before any work starts."""
-    if config.retriever.backend != "codes":
-        if get_template(config.train.template).show_codes:
-            raise ConfigError(f"train.template {config.train.template!r} shows item codes: it needs retriever.backend=codes")
-        return
-    if config.codes.constrained and config.codes.hybrid_weight > 0:
-        raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
-                          "output after its code, leaving no room for the title words hybrid identifiers add")
-    if config.codes.constrained and config.train.algorithm != "grpo":
-        raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
-                          "rollout hook); set codes.constrained=false or use grpo")
-    if config.train.sft.get("max_steps", 1) != 0:
-        if config.train.sft.get("weight_decay", 0):
-            raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
-        if not config.policy.lora:
-            raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: "
-                              "set policy.lora=true")
-
-
 def _train_trl(config: RunConfig, resume: bool) -> str:
     """`train` for the TRL algorithms (grpo, rloo), both routes."""
-    check_explicit_route(config)
+    route = route_of(config)
     run_dir = Path(config.train.run_dir)
     checkpoint = last_complete_checkpoint(run_dir / "checkpoints") if resume else None
     if resume and checkpoint is None:
@@ -289,23 +157,11 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     model, tokenizer = load_policy(config.policy)
     if config.train.stop_at_newline:
         stop_at_line_end(model, tokenizer, args)
-    trie, base_label, rollout_kwargs, sft_seconds = None, "base policy", {}, 0.0
-    if config.retriever.backend == "codes":  # the explicit route: semantic tokens, SFT warm-up, trie
-        from rec_rl.training import explicit
-        from rec_rl.training.rollout import constrained_rollout
+    prepared = route.prepare(config, task, retriever, model, tokenizer, run_dir, resume)
+    model, tokenizer, trie, base_label = prepared.model, prepared.tokenizer, prepared.constraint, prepared.start_label
 
-        policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
-        model, tokenizer, trie, sft_seconds = policy.model, policy.tokenizer, policy.trie, policy.sft_seconds
-        base_label = "SFT policy" if policy.warmed_up else base_label
-        if trie is not None:
-            rollout_kwargs = {"rollout_func": constrained_rollout(trie, tokenizer)}
-
-    train_rows = task.split("train")
-    if get_template(config.train.template).show_codes:
-        from rec_rl.training.explicit import with_history_codes
-
-        train_rows, valid_rows, final_rows = (with_history_codes(r, retriever.codes.codes, task.catalog)
-                                              for r in (train_rows, valid_rows, final_rows))
+    train_rows, valid_rows, final_rows = (route.rows(r, task, retriever, config)
+                                          for r in (task.split("train"), valid_rows, final_rows))
     train_set, valid_set, final_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, final_rows))
     reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
@@ -331,18 +187,19 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         # Step 0 on the validation users: the starting policy and the trivial query beside it (the floor every
         # validation point is read against); then the check that the reward can vary at all, on training rows.
         start, start_completions = evaluate_policy("valid", model, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
-        trivial_valid = trivial_query_result(task, valid_rows, retriever, config)
+        trivial_valid = trivial_query_result(route, task, valid_rows, retriever, config)
         check = np.random.default_rng(split_seed).permutation(len(train_rows))[:REWARD_CHECK_ROWS].tolist()
         check_rows = train_rows.select(check)
         startup = check_reward_signal(
             reward_funcs, reward_weights,
-            (train_set.select(check)["prompt"], trivial_queries(task, check_rows, config, retriever), check_rows),
+            (train_set.select(check)["prompt"], route.trivial_queries(task, check_rows, config, retriever), check_rows),
             (valid_set["prompt"], start_completions, valid_rows), reward_config.parse)
         floors = {f"trivial/{name}": float(values.mean()) for name, values in trivial_valid.per_row.items()}
         log.write({"kind": "valid", "step": 0, **validation_entry(start), **startup, **floors})
-    code_levels = (lambda policy: level_accuracy(policy, tokenizer, valid_set["prompt"], valid_rows, train_rows, task,
-                                                 retriever.codes.codes)) if config.retriever.backend == "codes" else None
-    start_levels = code_levels(model) if code_levels else None
+    def diagnostics(policy):
+        return route.diagnostics(policy, tokenizer, valid_set["prompt"], valid_rows, train_rows, task, retriever)
+
+    start_diagnostics = diagnostics(model)
 
     from rec_rl.training.trainer import TRAINERS
 
@@ -350,7 +207,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     title = f"{config.train.algorithm.upper()} {config.policy.model} -> {backend} ({config.train.template})"
     trainer = TRAINERS[config.train.algorithm](
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_set, processing_class=tokenizer,
-        peft_config=lora_config(config.policy), **rollout_kwargs,
+        peft_config=lora_config(config.policy), **prepared.trainer_kwargs,
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
                                                                run_dir / "curves.png", title)])
     trainer.shared_prefix = config.train.shared_prefix
@@ -363,7 +220,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
                                                    final_set["prompt"], **eval_kwargs)
     if not main:
         return ""
-    trivial = trivial_query_result(task, final_rows, retriever, config)
+    trivial = trivial_query_result(route, task, final_rows, retriever, config)
     table, data = results_table(base, trained, trivial, config)
     events = log.read()
     steps = [e for e in events if e.get("kind") == "train"]
@@ -384,8 +241,8 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         "table": {"split": final, "rows": len(final_rows), "row_ids_hash": row_ids_hash(final_rows),
                   "used_for": "confirmation: the before/after table" if final == "test" else
                   "tuning: the before/after table on validation users"},
-        "codes_hash": array_hash(retriever.codes.codes) if config.retriever.backend == "codes" else None}
-    levels = {"start": start_levels, "trained": code_levels(trainer.model)} if code_levels else None
+        "route": route.name, "codes_hash": None if route.codes(retriever) is None else array_hash(route.codes(retriever))}
+    levels = {"start": start_diagnostics, "trained": diagnostics(trainer.model)} if start_diagnostics else None
     header = (f"# rec-rl train: {title}\n\n{final.capitalize()} rows: {len(final_rows)} ({final} split, full-catalog "
               f"ranking{'; validation users are disjoint from them' if final == 'test' else ''}). Seed {config.seed}, "
               f"config {protocol['config_hash']}"
@@ -410,20 +267,10 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         **data, "roles": {"base": base.name, "trained": trained.name, "trivial": trivial.name},
         "protocol": protocol, "valid_metrics": valid_metrics, "code_level_accuracy": levels,
         "train_seconds": train_seconds,
-        "sft_seconds": sft_seconds, "timing": timing, "wandb_mode": mode,
+        "sft_seconds": prepared.sft_seconds, "timing": timing, "wandb_mode": mode,
         "row_ids": list(final_rows["row_id"]), "per_row": per_row}, indent=2))
     plot_curves(events, run_dir / "curves.png", title)
     return markdown
-
-
-def level_accuracy(policy, tokenizer, prompts, rows, train_rows, task: TaskData, codes) -> list[dict]:
-    """`explicit.code_accuracy` of `policy` on `rows` (their next items), floors from the training targets."""
-    from rec_rl.training.explicit import code_accuracy
-
-    row_of = task.catalog.row_of
-    targets = np.array([row_of[ids[0]] for ids in rows["target_item_ids"]])
-    floor = codes[[row_of[ids[0]] for ids in train_rows["target_item_ids"]]]
-    return code_accuracy(policy, tokenizer, list(prompts), targets, codes, floor)
 
 
 def validation_entry(result: SystemResult) -> dict:

@@ -15,14 +15,13 @@ and saved as a plain model folder, which GRPO starts from and evaluation loads.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 from pathlib import Path
 
 import datasets
 
-from rec_rl.codes.tokens import code_text
-from rec_rl.config import ConfigError, RunConfig
+from rec_rl.codes.tokens import code_text, with_history_codes
+from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
 from rec_rl.policy import lora_config
 from rec_rl.prompts import get_template, render_prompt
@@ -43,8 +42,6 @@ def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int 
     template = get_template(config.train.template)
     rows = task.split("train")
     if template.show_codes:
-        from rec_rl.training.explicit import with_history_codes
-
         rows = with_history_codes(rows, codes.codes, task.catalog)
     examples = []
     for row in rows:
@@ -59,22 +56,6 @@ def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int 
                              "completion": code_text(codes.codes[row])})  # alignment: the code alone
     random.Random(seed).shuffle(examples)
     return datasets.Dataset.from_list(examples)
-
-
-def sft_args(config: RunConfig, output_dir: Path):
-    """TRL's SFTConfig from `train.sft`; an unknown key names `train.sft.<key>`."""
-    import torch
-    from trl import SFTConfig
-
-    known = {f.name for f in dataclasses.fields(SFTConfig)}
-    for key in config.train.sft:
-        if key not in known:
-            raise ConfigError(f"unknown key 'train.sft.{key}': not a field of trl.SFTConfig")
-    try:
-        return SFTConfig(output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(), seed=config.seed,
-                         **config.train.sft)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"train.sft: {error}") from None
 
 
 @contextlib.contextmanager
@@ -99,15 +80,15 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
     """Run the SFT warm-up and return the merged model (also saved, with the tokenizer, in `run_dir/sft`)."""
     from trl import SFTTrainer
 
-    from rec_rl.tracking import MetricsLog
+    from rec_rl.tracking import MetricsLog, is_main_process
     from rec_rl.training.callbacks import MetricsLogCallback
-    from rec_rl.training.run import is_main_process
+    from rec_rl.training.trl_args import sft_args
 
     import torch
     from peft import get_peft_model
 
     args = sft_args(config, run_dir / "sft_checkpoints")
-    model = get_peft_model(model, lora_config(config.policy))  # run.check_explicit_route made sure LoRA is on
+    model = get_peft_model(model, lora_config(config.policy))  # ExplicitRoute.check made sure LoRA is on
     # The input embeddings, and the output layer where it is not tied to them (SmolLM2's is).
     tables = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())}
     for table in tables.values():

@@ -11,11 +11,33 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from rec_rl.config import ConfigError, load_config, to_dict
+
+
+@dataclass
+class ChildRun:
+    """What a finished child process did: its exit code, wall time, peak memory and (if captured) its output."""
+
+    exit_code: int
+    seconds: float
+    peak_rss_mb: float  # of the child alone (its own rusage), not of this process
+    output: str | None = None
+
+
+def run_child(command: list[str], env: dict | None = None, stdout=None, stderr=None, capture: bool = False) -> ChildRun:
+    """Run `command` to its end; `capture` returns its standard output as text, else it goes to `stdout`."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE if capture else stdout, stderr=stderr,
+                             text=capture)
+    output = child.stdout.read() if capture else None
+    _, status, usage = os.wait4(child.pid, 0)
+    return ChildRun(os.waitstatus_to_exitcode(status), time.perf_counter() - started,
+                    usage.ru_maxrss / 1024, output)  # Linux reports KiB
 
 
 def run_training(name: str, config_path: str | None, overrides: list[str], folder: Path, group: str) -> dict:
@@ -24,7 +46,7 @@ def run_training(name: str, config_path: str | None, overrides: list[str], folde
     A finished run in `folder` is reused when its config matches; a checkpointed one is resumed;
     a run that stopped before its first checkpoint is started again.
     """
-    from rec_rl.training.run import last_complete_checkpoint
+    from rec_rl.training.checkpoints import last_complete_checkpoint
 
     record = folder / "compare_run.json"
     expected = to_dict(load_config(config_path, overrides))
@@ -45,19 +67,15 @@ def run_training(name: str, config_path: str | None, overrides: list[str], folde
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WANDB_RUN_GROUP": group, "WANDB_NAME": name, "TOKENIZERS_PARALLELISM": "false"}
-    started = time.perf_counter()
     print(f"{name}: training (log: {folder / 'train.log'})", flush=True)
     with open(folder / "train.log", "ab") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+        child = run_child(command, env, stdout=log, stderr=subprocess.STDOUT)
+    if child.exit_code != 0:
         tail = (folder / "train.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"run {name} failed (exit {os.waitstatus_to_exitcode(status)}); "
-                           f"the end of {folder / 'train.log'}:\n{tail}")
-    facts = {"wall_seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}  # Linux reports KiB
+        raise RuntimeError(f"run {name} failed (exit {child.exit_code}); the end of {folder / 'train.log'}:\n{tail}")
+    facts = {"wall_seconds": child.seconds, "peak_rss_mb": child.peak_rss_mb}
     record.write_text(json.dumps(facts))
-    print(f"{name}: done in {seconds / 60:.1f} min, peak {facts['peak_rss_mb']:,.0f} MB", flush=True)
+    print(f"{name}: done in {child.seconds / 60:.1f} min, peak {facts['peak_rss_mb']:,.0f} MB", flush=True)
     return facts
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rec_rl.config import config_hash, load_config
-from rec_rl.evaluation.launch import run_training
+from rec_rl.experiments.launch import run_training
 from rec_rl.evaluation.report import interval_cell
 
 

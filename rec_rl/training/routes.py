@@ -1,0 +1,169 @@
+"""Routes: what the policy writes, and everything about a run that follows from it.
+
+The implicit route's policy writes a search query; the explicit route's writes a semantic item code. A
+route says which settings it refuses, how its policy is made ready (the explicit route adds code
+tokens, runs the SFT warm-up and builds the decoding trie), how rows are shown to it, what the trivial
+output is (the bar every trained policy is read against), and which diagnostics it adds. The training
+loop (`rec_rl.training.run`), `rec-rl compare` and the benchmarks ask the route; none of them tests
+the retriever backend.
+
+A run's route follows from what its retriever reads (`retrievers.factory.BACKENDS[...].reads`); a new
+route is one class here and one entry in `ROUTES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rec_rl.codes.tokens import code_text, with_history_codes
+from rec_rl.codes.trie import CodeTrie
+from rec_rl.config import ConfigError, RunConfig
+from rec_rl.data import TaskData
+from rec_rl.evaluation.baselines import last_titles_query
+from rec_rl.prompts import get_template
+from retrievers.factory import backend
+
+
+@dataclass
+class PreparedPolicy:
+    """The policy as the loop trains it: model, tokenizer, decoding constraint and how the start is named."""
+
+    model: object
+    tokenizer: object
+    constraint: CodeTrie | None = None  # only valid item codes can be written (explicit, codes.constrained)
+    start_label: str = "base policy"  # the row name of the policy RL starts from
+    sft_seconds: float = 0.0  # warm-up time spent in this process
+    trainer_kwargs: dict = field(default_factory=dict)  # e.g. TRL's rollout_func for constrained rollouts
+
+
+class Route:
+    """What every route answers; the defaults suit a policy that writes text and needs no preparation."""
+
+    name = ""
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse settings this route cannot run, before any work starts."""
+
+    def prepare(self, config: RunConfig, task: TaskData, retriever, model, tokenizer, run_dir: Path,
+                resume: bool) -> PreparedPolicy:
+        """The policy made ready for this route's outputs."""
+        return PreparedPolicy(model, tokenizer)
+
+    def rows(self, rows, task: TaskData, retriever, config: RunConfig):
+        """A split's rows as this route's prompts read them."""
+        return rows
+
+    def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
+        """The bar a policy must clear: an output anyone could write from the row alone."""
+        raise NotImplementedError
+
+    def trivial_label(self, task: TaskData, config: RunConfig) -> str:
+        raise NotImplementedError
+
+    def codes(self, retriever) -> np.ndarray | None:
+        """The item codes the policy writes (None: it writes text)."""
+        return None
+
+    def diagnostics(self, policy, tokenizer, prompts, rows, train_rows, task: TaskData, retriever) -> list[dict] | None:
+        """Route-specific measurements of a policy on validation rows (None: none)."""
+        return None
+
+
+class ImplicitRoute(Route):
+    """The implicit route: the policy writes a search query."""
+
+    name = "implicit"
+
+    def check(self, config: RunConfig) -> None:
+        if get_template(config.train.template).writes != "query":
+            raise ConfigError(f"train.template {config.train.template!r} asks for item codes: it needs a retriever "
+                              f"that reads codes (retriever.backend=codes), not {config.retriever.backend!r}")
+
+    def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
+        """The last `history_len` titles as the query (or the user's own search query)."""
+        if task.kind == "sequential":
+            return [last_titles_query(titles, config.data.history_len) for titles in rows["history_titles"]]
+        return list(rows["query"])
+
+    def trivial_label(self, task: TaskData, config: RunConfig) -> str:
+        if task.kind == "sequential":
+            return f"{config.retriever.backend} last-{config.data.history_len} titles"
+        return f"{config.retriever.backend} raw query"
+
+
+class ExplicitRoute(Route):
+    """The explicit route: the policy writes the next item's semantic code (`rec_rl.codes`)."""
+
+    name = "explicit"
+
+    def check(self, config: RunConfig) -> None:
+        if get_template(config.train.template).writes != "codes":
+            raise ConfigError(f"train.template {config.train.template!r} asks for a search query, but "
+                              "retriever.backend=codes reads item codes: use history_codes or history_titles_codes")
+        if config.train.algorithm == "ppo":
+            raise ConfigError("train.algorithm=ppo with retriever.backend=codes: verl's PPO run has no code tokens, "
+                              "SFT warm-up or code trie; train the explicit route with grpo")
+        if config.codes.constrained and config.codes.hybrid_weight > 0:
+            raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
+                              "output after its code, leaving no room for the title words hybrid identifiers add")
+        if config.codes.constrained and config.train.algorithm != "grpo":
+            raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
+                              "rollout hook); set codes.constrained=false or use grpo")
+        if config.train.sft.get("max_steps", 1) != 0:
+            from rec_rl.training.trl_args import sft_args
+
+            sft_args(config, Path(config.train.run_dir) / "sft_checkpoints")  # train.sft's keys, checked now
+            if config.train.sft.get("weight_decay", 0):
+                raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
+            if not config.policy.lora:
+                raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: "
+                                  "set policy.lora=true")
+
+    def prepare(self, config: RunConfig, task: TaskData, retriever, model, tokenizer, run_dir: Path,
+                resume: bool) -> PreparedPolicy:
+        from rec_rl.training import explicit
+        from rec_rl.training.rollout import constrained_rollout
+
+        policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
+        kwargs = {"rollout_func": constrained_rollout(policy.trie, policy.tokenizer)} if policy.trie is not None else {}
+        return PreparedPolicy(policy.model, policy.tokenizer, policy.trie,
+                              "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs)
+
+    def rows(self, rows, task: TaskData, retriever, config: RunConfig):
+        if not get_template(config.train.template).show_codes:
+            return rows
+        return with_history_codes(rows, retriever.codes.codes, task.catalog)
+
+    def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
+        """The code of the user's last item."""
+        codes = self.codes(retriever)
+        return [code_text(codes[task.catalog.row_of[ids[-1]]]) if len(ids) else "" for ids in rows["history_item_ids"]]
+
+    def trivial_label(self, task: TaskData, config: RunConfig) -> str:
+        return "codes last item"
+
+    def codes(self, retriever) -> np.ndarray:
+        return retriever.codes.codes
+
+    def diagnostics(self, policy, tokenizer, prompts, rows, train_rows, task: TaskData, retriever) -> list[dict]:
+        """Per-level code accuracy on `rows` beside each level's majority floor (`explicit.code_accuracy`)."""
+        from rec_rl.training.explicit import code_accuracy
+
+        codes, row_of = self.codes(retriever), task.catalog.row_of
+        targets = np.array([row_of[ids[0]] for ids in rows["target_item_ids"]])
+        floor = codes[[row_of[ids[0]] for ids in train_rows["target_item_ids"]]]
+        return code_accuracy(policy, tokenizer, list(prompts), targets, codes, floor)
+
+
+ROUTES: dict[str, Route] = {"text": ImplicitRoute(), "codes": ExplicitRoute()}  # by what the retriever reads
+
+
+def route_of(config: RunConfig) -> Route:
+    """The route of a run: the one whose policy writes what `retriever.backend` reads."""
+    try:
+        return ROUTES[backend(config.retriever.backend).reads]
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,31 @@
+"""What a run trains and scores on: each row's rendered prompt beside the columns the rewards read, and the
+reward functions every trainer (TRL's or verl's) scores completions with."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import datasets
+
+from rec_rl.config import RunConfig
+from rec_rl.data import TaskData
+from rec_rl.prompts import get_template, render_prompt
+from rewards import RetrievalScorer, RewardConfig, build_reward_functions
+
+REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
+
+
+def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
+    """The GRPO dataset: the rendered `prompt` per row, plus the columns the reward functions read."""
+    template = get_template(config.train.template)
+    prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
+    return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
+
+
+def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardConfig, list, list[float]]:
+    """The reward config (its parse mode fixed by the prompt template unless `reward.parse` says otherwise),
+    the reward functions and their weights: what every trainer, TRL's or verl's, scores completions with."""
+    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
+    scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
+    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
+    return reward_config, reward_funcs, reward_weights
