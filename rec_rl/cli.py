@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             import time
 
             from rec_rl.codes import item_codes
+            from rec_rl.codes.build import array_hash
             from rec_rl.data import load_task
 
             started = time.perf_counter()
             codes = item_codes(load_task(config.data).catalog, config.codes, config.retriever.cache_dir)
-            print(json.dumps({"method": config.codes.method, **codes.stats,
+            print(json.dumps({"method": config.codes.method, "codes_hash": array_hash(codes.codes), **codes.stats,
                               "wall_seconds": round(time.perf_counter() - started, 1)}, indent=2))
         elif options.command == "policy-path":
             from rec_rl.policy import resolve_model_path

@@ -112,7 +112,8 @@ class RetrieverConfig:
 class CodesConfig:
     method: str = field(default="rq", **_help(
         "Item quantizer (faiss): rq = residual quantization (TIGER style), opq_pq = OPQ rotation + product "
-        "quantization (VQ-Rec style).", choices=("rq", "opq_pq")))
+        "quantization (VQ-Rec style); random = the control: seeded random ids of the same shape, which carry no "
+        "text similarity (the semantic codes vs arbitrary ids question).", choices=("rq", "opq_pq", "random")))
     levels: int = field(default=3, **_help(
         "rq: residual levels; opq_pq: sub-vectors (must divide the embedding size). A final level numbering "
         "the items that share a code is always added, so every item's code is unique."))
@@ -304,7 +305,7 @@ class TrainConfig:
         choices=("auto", "online", "offline", "disabled")))
 
 
-COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_pq", "hybrid_rq")
+COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_pq", "explicit_random", "hybrid_rq")
 
 
 @dataclass
@@ -312,7 +313,8 @@ class CompareConfig:
     runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS), **_help(
         "`rec-rl compare`'s training runs (rec_rl/experiments/compare.py): implicit_bm25 / implicit_dense (the "
         "policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (it writes semantic codes, "
-        "constrained decoding; SFT and SFT + GRPO), hybrid_rq (codes plus title words, unconstrained).",
+        "constrained decoding; SFT and SFT + GRPO), explicit_random (the same with random ids: the control), "
+        "hybrid_rq (codes plus title words, unconstrained).",
         choices=COMPARE_RUNS))
     hybrid_weight: float = field(default=0.5, **_help(
         "codes.hybrid_weight of the hybrid_rq run (BM25 evidence of the written words, below 1)."))

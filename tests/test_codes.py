@@ -385,3 +385,32 @@ def test_sft_scores_only_labelled_positions_with_the_same_loss_and_gradients(tmp
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads, compact_grads))
     assert scored == [3 * 11, 4 + 4 + 2], "every shifted position, then only the labelled ones"
     assert not utils._use_triton(torch.device("cpu")), "the switch is undone afterwards"
+
+
+def test_random_ids_are_the_control_of_the_same_shape_without_semantics():
+    """600 real titles: random ids are as unique as rq codes, but items sharing a first level share no meaning."""
+    catalog = load_task(load_config(None).data).catalog
+    from rec_rl.data import Catalog
+
+    catalog = Catalog.from_items(list(zip(catalog.ids[:600], catalog.titles[:600])))
+    semantic = item_codes(catalog, CodesConfig(method="rq", levels=2, codebook_bits=4))
+    random_ids = item_codes(catalog, CodesConfig(method="random", levels=2, codebook_bits=4))
+    assert random_ids.codes.shape == semantic.codes.shape
+    assert len(set(map(tuple, random_ids.codes.tolist()))) == len(catalog), "de-duplicated like any codes"
+    assert random_ids.codes[:, :2].max() < 16
+    vector, mask = random_ids.decode(tuple(random_ids.codes[0][:2]))
+    assert mask.all() and not vector.any(), "a random id decodes to no vector"
+
+    def within_first_level(codes) -> float:
+        """Mean cosine similarity of item pairs that share their first code."""
+        e = codes.reference
+        sims = [(e[rows] @ e[rows].T)[np.triu_indices(len(rows), 1)].mean()
+                for c in np.unique(codes.codes[:, 0]) if len(rows := np.flatnonzero(codes.codes[:, 0] == c)) > 1]
+        return float(np.mean(sims))
+
+    assert within_first_level(semantic) > within_first_level(random_ids) + 0.05
+    retriever = CodeRetriever(catalog, CodesConfig(method="random", levels=2, codebook_bits=4), codes=random_ids)
+    found = retriever.search([code_text(random_ids.codes[5])], k=600)
+    assert found.rows[0, 0] == 5, "the exact id first"
+    same_prefix = set(np.flatnonzero((random_ids.codes[:, :2] == random_ids.codes[5, :2]).all(axis=1))) - {5}
+    assert set(found.rows[0, 1:1 + len(same_prefix)].tolist()) == same_prefix, "then the ids sharing its levels"

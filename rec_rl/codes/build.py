@@ -109,7 +109,7 @@ def array_hash(array: np.ndarray) -> str:
 
 def level_slices(method: str, dim: int, levels: int) -> list[slice]:
     """The slice of the reference space each quantizer level codes: all of it (rq), or its own part (opq_pq)."""
-    if method == "rq":
+    if method in ("rq", "random"):
         return [slice(0, dim)] * levels
     width = dim // levels
     return [slice(l * width, (l + 1) * width) for l in range(levels)]
@@ -133,6 +133,12 @@ def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, 
         raise ValueError(f"codes.codebook_bits={config.codebook_bits} needs at least {size} items to train "
                          f"{size} codes per level; the catalog has {n}")
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if config.method == "random":
+        # The control for semantic codes: ids of the same shape drawn at random (seeded), so items that share a
+        # prefix share nothing else, and every code decodes to the zero vector (no distance credit).
+        codes = np.random.default_rng(0).integers(0, size, size=(n, config.levels)).astype(np.int32)
+        books = np.zeros((config.levels, size, dim), np.float32)
+        return codes, list(books), level_slices("random", dim, config.levels), np.eye(dim, dtype=np.float32)
     if config.method == "rq":
         quantizer = faiss.ResidualQuantizer(dim, config.levels, config.codebook_bits)
         if n < dim:  # faiss's default progressive-dimension k-means starts from a PCA, which needs n >= dim
@@ -147,7 +153,7 @@ def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, 
         books = faiss.vector_to_array(quantizer.codebooks).reshape(config.levels, size, dim)
         return codes, list(books), level_slices("rq", dim, config.levels), np.eye(dim, dtype=np.float32)
     if config.method != "opq_pq":
-        raise ValueError(f"codes.method is {config.method!r}; expected 'rq' or 'opq_pq'")
+        raise ValueError(f"codes.method is {config.method!r}; expected 'rq', 'opq_pq' or 'random'")
     if dim % config.levels:
         raise ValueError(f"codes.levels={config.levels} must divide the embedding size {dim} for opq_pq")
     if n < dim:  # faiss's OPQ training crashes the process (segfault) below this
@@ -218,7 +224,8 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
     centroids = list(np.load(folder / "centroids.npy"))
     rotation = np.load(folder / "rotation.npy")
     stats = json.loads((folder / "stats.json").read_text())
-    # rq's rotation is the identity: its reference space is the embeddings themselves, no copy needed.
-    reference = embeddings if config.method == "rq" else np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32)
+    # rq's (and random's) rotation is the identity: the reference space is the embeddings themselves, no copy.
+    reference = embeddings if config.method in ("rq", "random") else \
+        np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32)
     return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids,
                      level_slices(config.method, embeddings.shape[1], config.levels), reference, stats)

@@ -51,6 +51,9 @@ def route_runs(config: RunConfig) -> dict[str, RouteRun]:
                                                           "train.grpo.max_completion_length": code_tokens}),
         "explicit_opq_pq": RouteRun("explicit", "opq_pq codes", {**_codes("opq_pq", True, 0.0),
                                                                   "train.grpo.max_completion_length": code_tokens}),
+        # The control: the same route with random ids of the same shape (codes.method=random).
+        "explicit_random": RouteRun("explicit", "random ids", {**_codes("random", True, 0.0),
+                                                               "train.grpo.max_completion_length": code_tokens}),
         "hybrid_rq": RouteRun("explicit", "hybrid rq", _codes("rq", False, config.compare.hybrid_weight)),
     }
 
