@@ -143,6 +143,12 @@ class EvalConfig:
     query_titles: list[int] = field(default_factory=lambda: [1], **_help(
         "For sequential tasks, the retrieval baselines run once per N here, with the last N history titles as the query."))
     bootstrap: int = field(default=1000, **_help("Bootstrap resamples for the 95% intervals."))
+    decoding: str = field(default="greedy", **_help(
+        "How a trained policy's ranking is made: greedy = one output (a query, or a code) searched with the "
+        "retriever; beam = the explicit route's top eval.beam_width codes under the trie are the ranking "
+        "(TIGER's protocol; needs codes.constrained).", choices=("greedy", "beam")))
+    beam_width: int = field(default=50, **_help(
+        "eval.decoding=beam: codes kept per user, so the ranking's depth (history items are dropped from it)."))
     output_dir: str = field(default="runs/eval", **_help("Where metrics.json and metrics.md are written."))
 
 

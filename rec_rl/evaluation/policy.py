@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from rec_rl.data import Catalog
 from rec_rl.evaluation.report import SystemResult
 from rec_rl.policy import eos_ids
 from rec_rl.evaluation.run import score_rankings, search_all
-from retrievers import Retriever
+from retrievers import Retriever, SearchResult
 from rewards.parsing import extract_query
 
 
@@ -50,14 +51,29 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     return texts, generated
 
 
+@dataclass(frozen=True)
+class BeamRanking:
+    """`eval.decoding=beam`: the top `width` codes of `depth` tokens under `trie` are the ranking."""
+
+    trie: CodeTrie
+    depth: int
+    width: int
+    row_of_code: dict[tuple[int, ...], int]  # a code's token ids -> its catalog row
+
+
 def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
-                    batch_size: int, constraint: CodeTrie | None = None) -> tuple[SystemResult, list[str]]:
-    """Full-catalog NDCG@k/Recall@k of the policy's greedy outputs on `rows`; also returns the completions.
+                    batch_size: int, constraint: CodeTrie | None = None,
+                    beam: BeamRanking | None = None) -> tuple[SystemResult, list[str]]:
+    """Full-catalog NDCG@k/Recall@k of the policy's greedy outputs on `rows` (or of its beams, with `beam`);
+    also returns the completions (with `beam`, each row's best code).
 
     `invalid_rate` is the share of outputs the retriever cannot read as what it searches (an empty
-    query; for the codes backend, no complete code of a catalog item).
+    query; for the codes backend, no complete code of a catalog item). `distinct_first_items` counts the
+    different items ranked first over the rows: 1 means every user got the same recommendation.
     """
+    if beam is not None:
+        return _evaluate_beams(name, model, tokenizer, rows, prompts, catalog, ks, batch_size, beam)
     started = time.perf_counter()
     completions, tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc=f"{name}: generate",
                                    constraint=constraint)
@@ -73,5 +89,32 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
         "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
         "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
         "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
+        "distinct_first_items": int(len(set(found.rows[:, 0].tolist()) - {-1})) if len(found.rows) else 0,
     }
     return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions
+
+
+def _evaluate_beams(name: str, model, tokenizer, rows, prompts: Sequence[str], catalog: Catalog, ks: Sequence[int],
+                    batch_size: int, beam: BeamRanking) -> tuple[SystemResult, list[str]]:
+    """`evaluate_policy` with the beams as the ranking: each beam's item in beam order, history items dropped."""
+    from rec_rl.codes.beam import beam_search_codes
+
+    started = time.perf_counter()
+    ranked = beam_search_codes(model, tokenizer, prompts, beam.trie, beam.depth, beam.width, batch_size,
+                               desc=f"{name}: beam search")
+    generation_seconds = time.perf_counter() - started
+    depth = max(ks)
+    found = np.full((len(prompts), depth), -1, np.int64)
+    scores = np.full((len(prompts), depth), -np.inf, np.float32)
+    for i, (beams, exclude) in enumerate(zip(ranked, rows["exclude_item_ids"])):
+        dropped = set(catalog.rows(exclude))
+        kept = [(beam.row_of_code[code], score) for code, score in beams if beam.row_of_code[code] not in dropped][:depth]
+        if kept:
+            found[i, :len(kept)] = [row for row, _ in kept]
+            scores[i, :len(kept)] = [score for _, score in kept]
+    completions = [tokenizer.decode(list(beams[0][0])) if beams else "" for beams in ranked]
+    info = {"seconds": time.perf_counter() - started, "generation_seconds": generation_seconds,
+            "tokens_generated": int(sum(len(b) for b in ranked) * beam.depth), "mean_query_words": 0.0,
+            "malformed_rate": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}",
+            "distinct_first_items": int(len(set(found[:, 0].tolist()) - {-1}))}
+    return SystemResult(name, score_rankings(SearchResult(found, scores), rows, catalog, ks), info), completions

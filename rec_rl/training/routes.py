@@ -67,6 +67,10 @@ class Route:
         """The item codes the policy writes (None: it writes text)."""
         return None
 
+    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None):
+        """`evaluation.policy.BeamRanking` for `eval.decoding=beam` (None: greedy outputs are searched)."""
+        return None
+
     def diagnostics(self, policy, tokenizer, prompts, rows, train_rows, task: TaskData, retriever) -> list[dict] | None:
         """Route-specific measurements of a policy on validation rows (None: none)."""
         return None
@@ -78,6 +82,9 @@ class ImplicitRoute(Route):
     name = "implicit"
 
     def check(self, config: RunConfig) -> None:
+        if config.eval.decoding == "beam":
+            raise ConfigError("eval.decoding=beam ranks item codes under the code trie: it needs the explicit "
+                              "route (retriever.backend=codes); a query is searched with the retriever instead")
         if get_template(config.train.template).writes != "query":
             raise ConfigError(f"train.template {config.train.template!r} asks for item codes: it needs a retriever "
                               f"that reads codes (retriever.backend=codes), not {config.retriever.backend!r}")
@@ -103,6 +110,11 @@ class ExplicitRoute(Route):
         if get_template(config.train.template).writes != "codes":
             raise ConfigError(f"train.template {config.train.template!r} asks for a search query, but "
                               "retriever.backend=codes reads item codes: use history_codes or history_titles_codes")
+        if config.eval.decoding == "beam" and not config.codes.constrained:
+            raise ConfigError("eval.decoding=beam needs codes.constrained=true: the beams are the trie's codes")
+        if config.eval.beam_width < max(config.eval.ks):
+            raise ConfigError(f"eval.beam_width={config.eval.beam_width} ranks fewer items than eval.ks needs "
+                              f"({max(config.eval.ks)})")
         if config.train.algorithm == "ppo":
             raise ConfigError("train.algorithm=ppo with retriever.backend=codes: verl's PPO run has no code tokens, "
                               "SFT warm-up or code trie; train the explicit route with grpo")
@@ -147,6 +159,16 @@ class ExplicitRoute(Route):
 
     def codes(self, retriever) -> np.ndarray:
         return retriever.codes.codes
+
+    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None):
+        if config.eval.decoding != "beam":
+            return None
+        from rec_rl.evaluation.policy import BeamRanking
+        from rec_rl.training.explicit import code_token_ids
+
+        ids = code_token_ids(tokenizer, self.codes(retriever))
+        return BeamRanking(trie, ids.shape[1], config.eval.beam_width,
+                           {tuple(map(int, code)): row for row, code in enumerate(ids)})
 
     def diagnostics(self, policy, tokenizer, prompts, rows, train_rows, task: TaskData, retriever) -> list[dict]:
         """Per-level code accuracy on `rows` beside each level's majority floor (`explicit.code_accuracy`)."""

@@ -167,7 +167,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
-                       constraint=trie)
+                       constraint=trie, beam=route.beam_ranking(config, tokenizer, retriever, trie))
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
