@@ -178,13 +178,14 @@ def convert_gguf(gguf: Path, folder: Path) -> dict:
 
 
 def tiny_policy(folder: str | os.PathLike, seed: int = 0, tokenizer_source: str | os.PathLike | None = None,
-                cache_dir: str | os.PathLike | None = None) -> Path:
-    """Write a random-initialised tiny SmolLM2-shaped model (LlamaForCausalLM) with SmolLM2's real tokenizer.
+                cache_dir: str | os.PathLike | None = None, architecture: dict | None = None) -> Path:
+    """Write a random-initialised SmolLM2-shaped model (LlamaForCausalLM) with SmolLM2's real tokenizer.
 
-    2 layers, hidden 64, 4 heads, 2 kv heads, intermediate 128, tied embeddings (3.2M parameters,
-    most of them the 49152-token embedding). The tokenizer and chat template come from
-    `tokenizer_source` (a folder), else the cached SmolLM2 conversion if there is one, else straight
-    from the GGUF (about 4 s, no model conversion). Same seed, same weights.
+    By default tiny: 2 layers, hidden 64, 4 heads, 2 kv heads, intermediate 128, tied embeddings (3.2M
+    parameters, most of them the 49152-token embedding); `architecture` (LlamaConfig fields) makes any
+    other size, e.g. SmolLM2-135M's own for GPU speed checks that must not bring its weights. The tokenizer
+    and chat template come from `tokenizer_source` (a folder), else the cached SmolLM2 conversion if there
+    is one, else straight from the GGUF (about 4 s, no model conversion). Same seed, same weights.
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -197,11 +198,12 @@ def tiny_policy(folder: str | os.PathLike, seed: int = 0, tokenizer_source: str 
         tokenizer = AutoTokenizer.from_pretrained(converted) if _complete(converted) else _gguf_tokenizer(gguf)
     else:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    _finish_tokenizer(tokenizer, TINY_ARCHITECTURE["max_position_embeddings"])
+    architecture = {**TINY_ARCHITECTURE, **(architecture or {})}
+    _finish_tokenizer(tokenizer, architecture["max_position_embeddings"])
     config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, rms_norm_eps=1e-5,
                          rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, **TINY_ARCHITECTURE)
+                         pad_token_id=tokenizer.pad_token_id, **architecture)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

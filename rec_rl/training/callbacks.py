@@ -19,7 +19,16 @@ class MetricsLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and self.marker in logs:  # training steps; the trainer's closing summary has neither
-            self.log.write({"kind": self.kind, "step": state.global_step, **logs})
+            self.log.write({"kind": self.kind, "step": state.global_step, **logs, **gpu_memory()})
+
+
+def gpu_memory() -> dict:
+    """The GPU memory peak so far (MiB), on a machine with CUDA; nothing elsewhere."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"memory/peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
 
 
 class ValidationCallback(TrainerCallback):
