@@ -82,11 +82,28 @@ class DataConfig:
         "sequential: drop the user's own history items from every ranking (evaluation and rewards)."))
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A retriever backend: the module whose `build(catalog, retriever_config, codes_config)` makes it, and what
+    its queries are ("text": a search query, the implicit route; "codes": semantic item codes, the explicit one)."""
+
+    module: str
+    reads: str
+
+
+# The registry of retriever backends: adding one is an entry here and its own module under retrievers/.
+RETRIEVER_BACKENDS: dict[str, Backend] = {
+    "bm25": Backend("retrievers.bm25", reads="text"),
+    "dense": Backend("retrievers.dense", reads="text"),
+    "codes": Backend("retrievers.codes", reads="codes"),
+}
+
+
 @dataclass
 class RetrieverConfig:
     backend: str = field(default="bm25", **_help(
         "Frozen retriever the policy's output is searched with; codes = semantic item codes (the explicit route, "
-        "configured by `codes`).", choices=("bm25", "dense", "codes")))
+        "configured by `codes`).", choices=RETRIEVER_BACKENDS))  # the registry itself: an entry added is a choice
     engine: str = field(default="pyserini", **_help(
         "bm25 engine: pyserini (Lucene) or bm25s (same scoring, pure Python, much faster).",
         choices=("pyserini", "bm25s")))

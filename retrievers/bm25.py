@@ -27,7 +27,7 @@ import bm25s
 import numpy as np
 from tqdm.auto import tqdm
 
-from rec_rl.config import RetrieverConfig
+from rec_rl.config import CodesConfig, RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers import analysis
 from retrievers.base import Retriever, SearchResult, rows_result
@@ -203,3 +203,11 @@ class Bm25sBM25(Retriever):
                 found, found_scores = top_rows(self.bm25.get_scores_from_ids(ids), k)
                 rows[i, :len(found)], scores[i, :len(found)] = found, found_scores
         return rows_result(rows, scores)
+
+
+def build(catalog: Catalog, config: RetrieverConfig, codes: CodesConfig) -> Retriever:
+    """The BM25 retriever of `retriever.engine` (the registry's entry point, `rec_rl.config.RETRIEVER_BACKENDS`)."""
+    engines = {"pyserini": PyseriniBM25, "bm25s": Bm25sBM25}
+    if config.engine not in engines:
+        raise ValueError(f"retriever.engine is {config.engine!r}; expected one of {sorted(engines)}")
+    return engines[config.engine](catalog, config)

@@ -138,3 +138,8 @@ class CodeRetriever(Retriever):
                 values = ranked_scores[keep].astype(np.float64)
                 dense[i, ranked[keep]] = values / (values.max() * (1 + 1e-9)) if values.max() > 0 else 0
         return dense
+
+
+def build(catalog: Catalog, config: RetrieverConfig, codes: CodesConfig) -> Retriever:
+    """The code retriever over `codes` (the registry's entry point, `rec_rl.config.RETRIEVER_BACKENDS`)."""
+    return CodeRetriever(catalog, codes, config)

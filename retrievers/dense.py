@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from rec_rl.config import RetrieverConfig
+from rec_rl.config import CodesConfig, RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from rec_rl.embeddings import catalog_embeddings, embedding_settings, encode_texts, load_model, resolve_model
 from rec_rl.index_cache import cached_index
@@ -107,3 +107,8 @@ class DenseRetriever(Retriever):
         rows[empty] = -1
         scores[rows < 0] = -np.inf
         return rows_result(rows, scores)
+
+
+def build(catalog: Catalog, config: RetrieverConfig, codes: CodesConfig) -> Retriever:
+    """The dense retriever (the registry's entry point, `rec_rl.config.RETRIEVER_BACKENDS`)."""
+    return DenseRetriever(catalog, config)

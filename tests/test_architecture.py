@@ -137,6 +137,28 @@ def test_architecture_doc_names_only_what_exists():
             path = prefix.replace(".", "/")
             assert f"`{path}.py`" in text or f"`{path}/`" in text, f"{prefix} missing from the {name} layer's row"
     # The names the doc uses for the plug-in points exist in the code.
-    assert "BACKENDS" in (ROOT / "retrievers" / "factory.py").read_text()
+    assert "RETRIEVER_BACKENDS: dict[str, Backend]" in (ROOT / "rec_rl" / "config.py").read_text()
     routes = (ROOT / "rec_rl" / "training" / "routes.py").read_text()
     assert all(f"class {cls}" in routes for cls in ("Route", "ImplicitRoute", "ExplicitRoute")) and "ROUTES" in routes
+
+
+def test_a_backend_is_one_registry_entry_and_its_module(tiny_sequential, monkeypatch):
+    """The worked example of docs/ARCHITECTURE.md: a new text backend, registered once, is usable by config alone
+    and trained by the implicit route."""
+    import sys
+    import types
+
+    from rec_rl.config import RETRIEVER_BACKENDS, Backend, load_config
+    from rec_rl.data import load_task
+    from rec_rl.training.routes import ImplicitRoute, route_of
+    from retrievers import build_retriever
+    from retrievers.bm25 import Bm25sBM25
+
+    module = types.ModuleType("tests_splade")
+    module.build = lambda catalog, config, codes: Bm25sBM25(catalog, config)  # stands in for a real new module
+    monkeypatch.setitem(sys.modules, "tests_splade", module)
+    monkeypatch.setitem(RETRIEVER_BACKENDS, "splade", Backend("tests_splade", reads="text"))
+    config = load_config(None, [f"data.path={tiny_sequential}", "retriever.backend=splade"])
+    assert isinstance(route_of(config), ImplicitRoute)
+    catalog = load_task(config.data).catalog
+    assert build_retriever(config.retriever, catalog).search(["mario kart"], k=3).item_ids(catalog)[0][0] == "2"

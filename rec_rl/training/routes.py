@@ -7,7 +7,7 @@ output is (the bar every trained policy is read against), and which diagnostics 
 loop (`rec_rl.training.run`), `rec-rl compare` and the benchmarks ask the route; none of them tests
 the retriever backend.
 
-A run's route follows from what its retriever reads (`retrievers.factory.BACKENDS[...].reads`); a new
+A run's route follows from what its retriever reads (`rec_rl.config.RETRIEVER_BACKENDS[...].reads`); a new
 route is one class here and one entry in `ROUTES`.
 """
 
@@ -20,11 +20,10 @@ import numpy as np
 
 from rec_rl.codes.tokens import code_text, with_history_codes
 from rec_rl.codes.trie import CodeTrie
-from rec_rl.config import ConfigError, RunConfig
+from rec_rl.config import RETRIEVER_BACKENDS, ConfigError, RunConfig
 from rec_rl.data import TaskData
 from rec_rl.evaluation.baselines import last_titles_query
 from rec_rl.prompts import get_template
-from retrievers.factory import backend
 
 
 @dataclass
@@ -185,7 +184,4 @@ ROUTES: dict[str, Route] = {"text": ImplicitRoute(), "codes": ExplicitRoute()}  
 
 def route_of(config: RunConfig) -> Route:
     """The route of a run: the one whose policy writes what `retriever.backend` reads."""
-    try:
-        return ROUTES[backend(config.retriever.backend).reads]
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    return ROUTES[RETRIEVER_BACKENDS[config.retriever.backend].reads]  # load_config checked the name
