@@ -231,7 +231,8 @@ def test_only_the_first_process_writes(monkeypatch, tmp_path: Path):
     (["policy.lora=false"], "set policy.lora=true"),
 ])
 def test_explicit_route_refuses_settings_it_cannot_combine_before_any_work(tmp_path: Path, overrides, message):
-    config = load_config(None, ["retriever.backend=codes", f"train.run_dir={tmp_path / 'run'}", *overrides])
+    config = load_config(None, ["retriever.backend=codes", "train.template=history_codes", f"train.run_dir={tmp_path / 'run'}",
+                                *overrides])
     with pytest.raises(ConfigError, match=message):
         train(config)
     assert not (tmp_path / "run").exists(), "refused before the run folder, the index or the policy"
