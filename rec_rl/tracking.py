@@ -126,8 +126,8 @@ def plot_curves(events: list[dict], path: Path, title: str) -> None:
                   for i in range(len(train))]
         left.plot(steps, smooth, label=f"reward ({window}-step mean)")
     floors = next((e for e in events if e.get("kind") == "valid" and "trivial/reward" in e), {})
-    if "trivial/reward" in floors:  # the floor: the trivial query's reward on the validation users
-        left.axhline(floors["trivial/reward"], color="gray", linestyle="--", label="trivial query (valid users)")
+    if "trivial/reward" in floors:  # the floor: the trivial query's reward on a sample of training rows
+        left.axhline(floors["trivial/reward"], color="gray", linestyle="--", label="trivial query (training rows)")
     if left.lines:
         left.legend(loc="best")
     left.set(xlabel="step", ylabel="mean reward", title="training reward")

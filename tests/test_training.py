@@ -320,11 +320,17 @@ def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path
     assert learns["seeds"] == 2 and 0 <= learns["seeds_above_zero_holm"] <= learns["seeds_above_zero"] <= 2
     assert "2 seeds of config" in markdown and "± " in markdown
 
-    # Runs of another configuration are not seeds of this one.
-    results = output / "seed-1" / "results.json"
-    changed = json.loads(results.read_text())
-    changed["protocol"]["config_hash"] = "something-else"
-    results.write_text(json.dumps(changed))
+    # A run's config file read through today's schema: a key the file lacks (added since) counts at its default ...
+    import yaml
+
+    path = output / "seed-1" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["eval"]["beam_width"]
+    path.write_text(yaml.safe_dump(saved))
+    assert summarize_seeds({0: output / "seed-0", 1: output / "seed-1"})["seeds"] == [0, 1]
+    # ... while runs of another configuration are not seeds of this one.
+    saved["train"]["grpo"]["learning_rate"] = 0.5
+    path.write_text(yaml.safe_dump(saved))
     with pytest.raises(ValueError, match="not seeds of one configuration"):
         summarize_seeds({0: output / "seed-0", 1: output / "seed-1"})
 

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from rec_rl.config import ConfigError, load_config, to_dict
+from rec_rl.config import ConfigError, config_hash, load_config, to_dict
 
 
 @dataclass
@@ -43,17 +42,19 @@ def run_child(command: list[str], env: dict | None = None, stdout=None, stderr=N
 def run_training(name: str, config_path: str | None, overrides: list[str], folder: Path, group: str) -> dict:
     """`rec-rl train` in a child process (log in `folder/train.log`); its wall time and peak memory.
 
-    A finished run in `folder` is reused when its config matches; a checkpointed one is resumed;
+    A finished run in `folder` is reused when it trained and measured the same thing: the same
+    `config_hash` (settings less output folders and logging) and seed; a checkpointed one is resumed;
     a run that stopped before its first checkpoint is started again.
     """
     from rec_rl.training.checkpoints import last_complete_checkpoint
 
     record = folder / "compare_run.json"
-    expected = to_dict(load_config(config_path, overrides))
+    wanted = load_config(config_path, overrides)
     if (folder / "results.json").exists() and record.exists():
-        saved = yaml.safe_load((folder / "config.yaml").read_text())
-        if saved != expected:
-            changed = sorted(_changed_keys(saved, expected))
+        # Read through today's schema: a key added since the run was made counts at its default.
+        made = load_config(folder / "config.yaml")
+        if (config_hash(made), made.seed) != (config_hash(wanted), wanted.seed):
+            changed = sorted(_changed_keys(to_dict(made), to_dict(wanted)))
             raise ConfigError(f"{folder} holds a finished run made with another config ({', '.join(changed[:5])}); "
                               "remove it or set compare.output_dir")
         print(f"{name}: reusing the finished run in {folder}")

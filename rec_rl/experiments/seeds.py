@@ -50,7 +50,9 @@ def summarize_seeds(folders: dict[int, Path]) -> dict:
     """Per seed and across seeds: every system's metrics, and trained - start with its significance."""
     runs = {seed: json.loads((folder / "results.json").read_text()) for seed, folder in folders.items()}
     first = next(iter(runs.values()))
-    hashes = {run["protocol"]["config_hash"] for run in runs.values()}
+    # Each run's config file read through today's schema (a key added since counts at its default), so runs
+    # made before a new key existed still pair with runs made after it.
+    hashes = {config_hash(load_config(folder / "config.yaml")) for folder in folders.values()}
     rows = {run["protocol"]["table"]["row_ids_hash"] for run in runs.values()}
     if len(hashes) > 1 or len(rows) > 1:
         raise ValueError(f"the runs in {sorted(map(str, folders.values()))} differ in config ({sorted(hashes)}) or in "
