@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rec_rl.config import ConfigError, describe, load_config, to_dict
 from rec_rl.data import DataError
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--budget", choices=["cpu", "gpu", "none"], default="cpu",
                                  help="steps and test rows for every run: cpu (2 cores, under an hour), gpu (one "
                                       "40+ GB GPU), none (the config's own values); overrides win over it")
+        if name == "eval":
+            command.add_argument("--policy", metavar="RUN", help="a `rec-rl train` run folder: score its trained "
+                                 "policy beside the baselines (overrides choose the split, rows and data)")
         if name == "seeds":
             command.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
             command.add_argument("--output", default="runs/seeds", help="folder of seed-S runs, seeds.md and seeds.json")
@@ -68,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
             print(compare(path, overrides, options.budget))
             print(f"written to {config.compare.output_dir}/compare.md, compare.json, rewards.png and metrics.png")
         elif options.command == "seeds":
-            from pathlib import Path
-
             from rec_rl.experiments.seeds import run_seeds
 
             print(run_seeds(path, overrides, options.seeds, Path(options.output)))
@@ -90,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             from rec_rl.policy import resolve_model_path
 
             print(resolve_model_path(config.policy))
+        elif options.command == "eval" and options.policy:
+            if path:
+                raise ConfigError(f"rec-rl eval --policy {options.policy}: the run's own config.yaml is used; "
+                                  f"drop {path!r} and pass overrides only")
+            from rec_rl.experiments.policy_eval import evaluate_run
+
+            print(evaluate_run(options.policy, overrides))
+            print(f"written to {load_config(Path(options.policy) / 'config.yaml', overrides).eval.output_dir}/"
+                  "metrics.md, metrics.json and completions.jsonl")
         elif options.command == "eval":
             from rec_rl.evaluation.run import run_eval
 

@@ -351,3 +351,36 @@ def test_route_checks_run_before_any_work_and_name_the_key(tmp_path: Path):
     queries = load_config(None, ["retriever.backend=codes", "train.template=history_query_recent"])
     with pytest.raises(ConfigError, match="asks for a search query"):
         route_of(queries).check(queries)
+
+
+def test_eval_policy_reproduces_the_runs_trained_row_and_scores_other_users(tiny_sequential: Path, tmp_path: Path):
+    from rec_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    train(tiny_run(tiny_sequential, run_dir, 2, "train.eval_every=0", "train.wandb_mode=disabled"))
+    results = json.loads((run_dir / "results.json").read_text())
+    out = tmp_path / "eval"
+    assert main(["eval", "--policy", str(run_dir), "eval.max_rows=5", f"eval.output_dir={out}",
+                 "eval.baselines=[popularity, transitions]"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["row_ids"] == results["row_ids"], "the run's own test users"
+    assert report["per_row"]["trained policy"] == results["per_row"]["trained policy"], "the run's trained row, exactly"
+    assert set(report["differences"]) == {"policy - popularity", "policy - transitions"}
+    assert len((out / "completions.jsonl").read_text().splitlines()) == len(results["row_ids"])
+
+    # Other users of the same catalog, through config alone: the valid split here.
+    other = tmp_path / "eval_valid"
+    assert main(["eval", "--policy", str(run_dir), "eval.split=valid", f"eval.output_dir={other}"]) == 0
+    assert json.loads((other / "metrics.json").read_text())["split"] == "valid"
+    # New users of the same catalog in another data folder.
+    from tests.conftest import write_jsonl
+
+    new_users = tmp_path / "new_users"
+    new_users.mkdir()
+    (new_users / "items.jsonl").write_text((tiny_sequential / "items.jsonl").read_text())
+    write_jsonl(new_users / "sequences.jsonl", [{"user_id": f"n{i}", "item_ids": s}
+                                                for i, s in enumerate([[0, 1, 2, 4], [5, 6, 7, 8], [9, 0, 3, 1]])])
+    elsewhere = tmp_path / "eval_new"
+    assert main(["eval", "--policy", str(run_dir), f"data.path={new_users}", f"eval.output_dir={elsewhere}"]) == 0
+    assert set(json.loads((elsewhere / "metrics.json").read_text())["row_ids"]) <= {"n0", "n1", "n2"}
+    assert main(["eval", "--policy", str(tmp_path / "nowhere")]) == 2
