@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "checkpoints and a before/after table"),
                        ("compare", "the implicit route (queries) and the explicit bridge (semantic codes) against the "
                                    "baselines on the same data, policy and RL budget; writes compare.md/json and plots"),
+                       ("recommend", "a trained run's top-k items for users' histories or search queries, JSONL in "
+                                     "(a file or stdin) and out"),
                        ("seeds", "train one configuration over several seeds (same users for each) and report every "
                                  "metric per seed, its mean and spread, and how many seeds learned"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "eval":
             command.add_argument("--policy", metavar="RUN", help="a `rec-rl train` run folder: score its trained "
                                  "policy beside the baselines (overrides choose the split, rows and data)")
+        if name == "recommend":
+            command.add_argument("--input", default="-", help="JSONL of {user_id, history} or {query_id, query} "
+                                 "(default: standard input)")
+            command.add_argument("--k", type=int, default=10, help="items per user (default 10)")
         if name == "seeds":
             command.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
             command.add_argument("--output", default="runs/seeds", help="folder of seed-S runs, seeds.md and seeds.json")
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a.startswith('-'))}")
     options.args += extra
     try:
+        if options.command == "recommend":
+            return _recommend(options)
         path, overrides = _split_args(options.args)
         config = load_config(path, overrides)
         if options.command == "config":
@@ -109,6 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as error:
         print(f"rec-rl: error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _recommend(options) -> int:
+    """`rec-rl recommend RUN [key=value ...]`: JSONL requests in, JSONL recommendations out."""
+    from rec_rl.experiments.recommend import load_recommender, recommend_lines
+
+    if not options.args or "=" in options.args[0]:
+        raise ConfigError("rec-rl recommend needs the run folder first: rec-rl recommend RUN [key=value ...]")
+    run, overrides = options.args[0], options.args[1:]
+    recommender = load_recommender(run, overrides)
+    if options.input == "-":
+        answered = recommend_lines(recommender, sys.stdin, options.k, sys.stdout)
+    else:
+        with open(options.input, encoding="utf-8") as handle:
+            answered = recommend_lines(recommender, handle, options.k, sys.stdout, source=options.input)
+    print(f"answered {answered} requests", file=sys.stderr)
     return 0
 
 

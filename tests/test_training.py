@@ -384,3 +384,28 @@ def test_eval_policy_reproduces_the_runs_trained_row_and_scores_other_users(tiny
     assert main(["eval", "--policy", str(run_dir), f"data.path={new_users}", f"eval.output_dir={elsewhere}"]) == 0
     assert set(json.loads((elsewhere / "metrics.json").read_text())["row_ids"]) <= {"n0", "n1", "n2"}
     assert main(["eval", "--policy", str(tmp_path / "nowhere")]) == 2
+
+
+def test_recommend_answers_good_lines_and_names_the_bad_ones(tiny_sequential: Path, tmp_path: Path):
+    from rec_rl.experiments.recommend import load_recommender
+
+    run_dir = tmp_path / "run"
+    train(tiny_run(tiny_sequential, run_dir, 1, "train.eval_every=0", "train.wandb_mode=disabled"))
+    lines = "\n".join([json.dumps({"user_id": "a", "history": ["0", "1"]}),
+                       "{not json",
+                       json.dumps({"user_id": "b", "history": ["3", "999"]}),
+                       json.dumps({"user_id": "c"}),
+                       json.dumps({"user_id": "d", "history": ["6", "7", "8"]})]) + "\n"
+    result = subprocess.run([sys.executable, "-m", "rec_rl.cli", "recommend", str(run_dir), "--k", "3"], input=lines,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["id"] for a in answers] == ["a", "d"], "the good lines, in order"
+    assert "<stdin>:2: skipped" in result.stderr and "<stdin>:3: skipped: item '999'" in result.stderr
+    assert "<stdin>:4: skipped" in result.stderr
+    for answer, history in zip(answers, (["0", "1"], ["6", "7", "8"])):
+        assert len(answer["items"]) == 3 and "query" in answer
+        assert all(item["title"] and item["item_id"] not in history for item in answer["items"]), "history dropped"
+    # The Python API gives the same top items.
+    api = load_recommender(run_dir).recommend([["0", "1"]], k=3)[0]
+    assert [i["item_id"] for i in api["items"]] == [i["item_id"] for i in answers[0]["items"]]

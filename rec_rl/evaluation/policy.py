@@ -72,8 +72,18 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
     query; for the codes backend, no complete code of a catalog item). `distinct_first_items` counts the
     different items ranked first over the rows: 1 means every user got the same recommendation.
     """
+    found, completions, info = policy_rankings(model, tokenizer, rows, prompts, retriever, catalog, parse_mode,
+                                               max(ks), max_new_tokens, batch_size, constraint, beam, name)
+    return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions
+
+
+def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever, catalog: Catalog,
+                    parse_mode: str, k: int, max_new_tokens: int, batch_size: int, constraint: CodeTrie | None = None,
+                    beam: BeamRanking | None = None, name: str = "policy") -> tuple[SearchResult, list[str], dict]:
+    """The policy's top-`k` catalog rows per row (the user's `exclude_item_ids` dropped), its completions, and
+    facts about them: what `evaluate_policy` scores and `rec-rl recommend` returns."""
     if beam is not None:
-        return _evaluate_beams(name, model, tokenizer, rows, prompts, catalog, ks, batch_size, beam)
+        return _beam_rankings(name, model, tokenizer, rows, prompts, catalog, k, batch_size, beam)
     started = time.perf_counter()
     completions, tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc=f"{name}: generate",
                                    constraint=constraint)
@@ -81,7 +91,7 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
     parsed = [extract_query(text, parse_mode) for text in completions]
     queries = [p.text for p in parsed]
     exclude = [catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    found = search_all(retriever, queries, max(ks), exclude, f"{name}: search")
+    found = search_all(retriever, queries, k, exclude, f"{name}: search")
     info = {
         "seconds": time.perf_counter() - started,
         "generation_seconds": generation_seconds,
@@ -91,24 +101,23 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
         "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
         "distinct_first_items": int(len(set(found.rows[:, 0].tolist()) - {-1})) if len(found.rows) else 0,
     }
-    return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions
+    return found, completions, info
 
 
-def _evaluate_beams(name: str, model, tokenizer, rows, prompts: Sequence[str], catalog: Catalog, ks: Sequence[int],
-                    batch_size: int, beam: BeamRanking) -> tuple[SystemResult, list[str]]:
-    """`evaluate_policy` with the beams as the ranking: each beam's item in beam order, history items dropped."""
+def _beam_rankings(name: str, model, tokenizer, rows, prompts: Sequence[str], catalog: Catalog, k: int,
+                   batch_size: int, beam: BeamRanking) -> tuple[SearchResult, list[str], dict]:
+    """`policy_rankings` with the beams as the ranking: each beam's item in beam order, history items dropped."""
     from rec_rl.codes.beam import beam_search_codes
 
     started = time.perf_counter()
     ranked = beam_search_codes(model, tokenizer, prompts, beam.trie, beam.depth, beam.width, batch_size,
                                desc=f"{name}: beam search")
     generation_seconds = time.perf_counter() - started
-    depth = max(ks)
-    found = np.full((len(prompts), depth), -1, np.int64)
-    scores = np.full((len(prompts), depth), -np.inf, np.float32)
+    found = np.full((len(prompts), k), -1, np.int64)
+    scores = np.full((len(prompts), k), -np.inf, np.float32)
     for i, (beams, exclude) in enumerate(zip(ranked, rows["exclude_item_ids"])):
         dropped = set(catalog.rows(exclude))
-        kept = [(beam.row_of_code[code], score) for code, score in beams if beam.row_of_code[code] not in dropped][:depth]
+        kept = [(beam.row_of_code[code], score) for code, score in beams if beam.row_of_code[code] not in dropped][:k]
         if kept:
             found[i, :len(kept)] = [row for row, _ in kept]
             scores[i, :len(kept)] = [score for _, score in kept]
@@ -117,4 +126,4 @@ def _evaluate_beams(name: str, model, tokenizer, rows, prompts: Sequence[str], c
             "tokens_generated": int(sum(len(b) for b in ranked) * beam.depth), "mean_query_words": 0.0,
             "malformed_rate": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}",
             "distinct_first_items": int(len(set(found[:, 0].tolist()) - {-1}))}
-    return SystemResult(name, score_rankings(SearchResult(found, scores), rows, catalog, ks), info), completions
+    return SearchResult(found, scores), completions, info
