@@ -49,12 +49,13 @@ def parse_yaml(text: str):
 @dataclass
 class DataConfig:
     kind: str = field(default="sequential", **_help(
-        "Task kind: leave-one-out sequential recommendation, or ESCI-format product search.",
-        choices=("sequential", "esci")))
+        "Task kind: leave-one-out sequential recommendation, ESCI-format product search, or graded-relevance "
+        "search (queries, judgments with numeric grades, items: rec_rl/data/search.py).",
+        choices=("sequential", "esci", "search")))
     path: str | None = field(default=None, **_help(
         "Folder holding the data files; null means the embedded Amazon Games dataset."))
     items_file: str = field(default="items.jsonl", **_help(
-        "sequential: catalog file, one {item_id, title} per line (a .gz twin is found too)."))
+        "sequential and search: catalog file, one {item_id, title} per line (a .gz twin is found too)."))
     sequences_file: str = field(default="sequences.jsonl", **_help(
         "sequential: one {user_id, item_ids} per line, oldest interaction first."))
     examples_file: str = field(default="examples.jsonl", **_help(
@@ -64,6 +65,15 @@ class DataConfig:
     text_keys: list[str] = field(default_factory=list, **_help(
         "esci: product fields appended to the title in the text retrievers index, e.g. [product_description]."))
     locale: str | None = field(default=None, **_help("esci: keep only this product_locale (e.g. us)."))
+    queries_file: str = field(default="queries.jsonl", **_help(
+        "search: one {query_id, query, split?} per line (split train, valid or test; default train)."))
+    judgments_file: str = field(default="judgments.jsonl", **_help(
+        "search: one {query_id, item_id, grade} per line; unjudged catalog items count as grade 0."))
+    gain: str = field(default="linear", **_help(
+        "search: grade -> NDCG gain, linear (the grade) or exponential (2^grade - 1).",
+        choices=("linear", "exponential")))
+    relevant_min_grade: float = field(default=1.0, **_help(
+        "search: Recall counts judged items whose grade is at least this."))
     valid_fraction: float = field(default=0.1, **_help("esci: share of train queries held out as valid."))
     user_split: str = field(default="disjoint", **_help(
         "sequential: disjoint = validation users are not test users (a seeded hash of the user id picks "

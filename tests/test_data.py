@@ -157,3 +157,60 @@ def test_catalog_hash_depends_on_content():
     assert a.content_hash != Catalog.from_items([("1", "Halo"), ("2", "Zelda II")]).content_hash
     with pytest.raises(DataError, match="duplicate"):
         Catalog.from_items([("1", "Halo"), ("1", "Zelda")])
+
+
+def _dcg(gains: list[float]) -> float:
+    import math
+
+    return sum(g / math.log2(rank + 2) for rank, g in enumerate(gains))
+
+
+@pytest.mark.parametrize("gain, to_gain", [("linear", lambda g: float(g)), ("exponential", lambda g: 2.0 ** g - 1)])
+def test_graded_search_data_loads_and_scores_as_a_hand_computation(tmp_path: Path, gain, to_gain):
+    """BM25 and dense through config alone; NDCG and Recall (grade >= 2) recomputed by hand from each ranking."""
+    from rec_rl.evaluation.run import run_eval
+    from retrievers import build_retriever
+
+    folder = FIXTURES / "search_small"
+    overrides = ["data.kind=search", f"data.path={folder}", f"data.gain={gain}", "data.relevant_min_grade=2",
+                 "retriever.engine=bm25s", "eval.ks=[3]", "eval.bootstrap=20", f"eval.output_dir={tmp_path}",
+                 "eval.baselines=[bm25, dense]"]
+    config = load_config(None, overrides)
+    task = load_task(config.data)
+    test = task.splits["test"]
+    assert list(test["row_id"]) == ["q1", "q2", "q5"] and len(task.splits["valid"]) == 1
+    q1 = test[0]
+    assert q1["target_item_ids"] == ["1", "2", "0"], "grade-0 judgments are no targets"
+    assert q1["gains"] == [to_gain(3), to_gain(2), to_gain(1)]
+    run_eval(config)
+    systems = {s["name"]: s for s in json.loads((tmp_path / "metrics.json").read_text())["systems"]}
+    grades = {"q1": {"1": 3, "2": 2, "0": 1}, "q2": {"4": 3, "3": 1}, "q5": {"2": 1}}
+    for backend, name in (("bm25", "bm25[bm25s] query"), ("dense", "dense[flat] query")):
+        retriever = build_retriever(load_config(None, [*overrides, f"retriever.backend={backend}"]).retriever,
+                                    task.catalog)
+        ndcgs, recalls = [], []
+        for row_id, ranked in zip(test["row_id"], retriever.search(list(test["query"]), k=3).item_ids(task.catalog)):
+            judged = grades[row_id]
+            ideal = _dcg(sorted((to_gain(g) for g in judged.values()), reverse=True)[:3])
+            ndcgs.append(_dcg([to_gain(judged.get(item, 0)) for item in ranked]) / ideal)
+            relevant = {item for item, g in judged.items() if g >= 2}
+            recalls.append(len(relevant & set(ranked)) / len(relevant) if relevant else 0.0)
+        assert systems[name]["metrics"]["ndcg@3"]["mean"] == pytest.approx(sum(ndcgs) / 3)
+        assert systems[name]["metrics"]["recall@3"]["mean"] == pytest.approx(sum(recalls) / 3)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"query_id": "q1", "item_id": 1, "grade": "high"}', r"judgments.jsonl:10: grade 'high' is not a finite number"),
+    ('{"query_id": "q1", "item_id": 99, "grade": 1}', r"judgments.jsonl:10: item_id '99' is not in the catalog"),
+    ('{"query_id": "q9", "item_id": 1, "grade": 1}', r"judgments.jsonl:10: query_id 'q9' is not in queries.jsonl"),
+    ('{"query_id": "q1", "item_id": 1, "grade": 2}', r"judgments.jsonl:10: query 'q1' judges item '1' twice"),
+])
+def test_bad_judgments_name_file_and_line(tmp_path: Path, line: str, message: str):
+    import shutil
+
+    folder = tmp_path / "search"
+    shutil.copytree(FIXTURES / "search_small", folder)
+    with open(folder / "judgments.jsonl", "a") as handle:
+        handle.write(line + "\n")
+    with pytest.raises(DataError, match=message):
+        load_task(load_config(None, ["data.kind=search", f"data.path={folder}"]).data)

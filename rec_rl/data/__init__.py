@@ -11,6 +11,7 @@ from pathlib import Path
 from rec_rl.data.catalog import Catalog, read_catalog
 from rec_rl.data.esci import ESCI_GAINS, load_esci
 from rec_rl.data.records import DataError
+from rec_rl.data.search import load_search
 from rec_rl.data.sequential import load_sequential
 from rec_rl.data.tasks import SPLITS, TaskData, overlapping_rows
 
@@ -28,5 +29,8 @@ def load_task(data) -> TaskData:
     if data.kind == "sequential":
         return load_sequential(folder, data.items_file, data.sequences_file, data.history_len, data.drop_history,
                                data.user_split, data.valid_users, data.split_seed)
+    if data.kind == "search":
+        return load_search(folder, data.items_file, data.queries_file, data.judgments_file, data.gain,
+                           data.relevant_min_grade)
     return load_esci(folder, data.examples_file, data.products_file, tuple(data.text_keys), data.locale,
                      data.valid_fraction)

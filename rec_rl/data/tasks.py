@@ -26,12 +26,14 @@ SPLITS = ("train", "valid", "test")
 class TaskData:
     """A catalog plus train/valid/test prompt datasets."""
 
-    kind: str  # "sequential" or "esci"
+    kind: str  # "sequential", "esci" or "search"
     catalog: Catalog
     splits: dict[str, datasets.Dataset]
     # Per split, the interaction sequences known before that split's targets: what popularity and
     # item-to-item transition baselines may count without seeing the answer. Empty for search tasks.
     known_sequences: dict[str, list[list[str]]] = field(default_factory=dict)
+    # Recall counts targets with at least this gain (and above 0): graded search data's relevant_min_grade.
+    recall_min_gain: float = 0.0
 
     def split(self, name: str, max_rows: int | None = None, seed: int = 0) -> datasets.Dataset:
         """Split `name`, or a seeded random sample of `max_rows` of its rows."""

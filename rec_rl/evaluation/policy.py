@@ -63,8 +63,8 @@ class BeamRanking:
 
 def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
-                    batch_size: int, constraint: CodeTrie | None = None,
-                    beam: BeamRanking | None = None) -> tuple[SystemResult, list[str]]:
+                    batch_size: int, constraint: CodeTrie | None = None, beam: BeamRanking | None = None,
+                    recall_min_gain: float = 0.0) -> tuple[SystemResult, list[str]]:
     """Full-catalog NDCG@k/Recall@k of the policy's greedy outputs on `rows` (or of its beams, with `beam`);
     also returns the completions (with `beam`, each row's best code).
 
@@ -74,7 +74,7 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
     """
     found, completions, info = policy_rankings(model, tokenizer, rows, prompts, retriever, catalog, parse_mode,
                                                max(ks), max_new_tokens, batch_size, constraint, beam, name)
-    return SystemResult(name, score_rankings(found, rows, catalog, ks), info), completions
+    return SystemResult(name, score_rankings(found, rows, catalog, ks, recall_min_gain), info), completions
 
 
 def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever, catalog: Catalog,

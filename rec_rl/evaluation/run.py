@@ -27,11 +27,21 @@ def metric_names(ks: Sequence[int]) -> list[str]:
     return [f"ndcg@{k}" for k in ks] + [f"recall@{k}" for k in ks]
 
 
-def score_rankings(found: SearchResult, rows, catalog: Catalog, ks: Sequence[int]) -> dict[str, np.ndarray]:
-    """Per-row NDCG@k and Recall@k of `found` against each row's targets and gains."""
+def score_rankings(found: SearchResult, rows, catalog: Catalog, ks: Sequence[int],
+                   recall_min_gain: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-row NDCG@k and Recall@k of `found` against each row's targets and gains.
+
+    Recall counts the targets whose gain is positive and at least `recall_min_gain` (`TaskData.recall_min_gain`:
+    graded search data's `data.relevant_min_grade`); NDCG uses every target's gain.
+    """
     # A target missing from the catalog can never be retrieved but still counts in the ideal DCG.
     targets = [target_rows(ids, catalog.row_of) for ids in rows["target_item_ids"]]
     metrics = ranking_metrics(found.rows, targets, rows["gains"], ks)
+    if recall_min_gain > 0:
+        kept = [[(t, g) for t, g in zip(row_targets, gains) if g >= recall_min_gain]
+                for row_targets, gains in zip(targets, rows["gains"])]
+        recall = ranking_metrics(found.rows, [[t for t, _ in k] for k in kept], [[g for _, g in k] for k in kept], ks)
+        metrics.update({f"recall@{k}": recall[f"recall@{k}"] for k in ks})
     return {name: metrics[name] for name in metric_names(ks)}
 
 
@@ -92,7 +102,7 @@ def run_eval(config: RunConfig) -> str:
     for name, rank in tqdm(rankers.items(), desc="baselines", unit="system"):
         started = time.perf_counter()
         found = rank(max(ks), exclude)
-        result = SystemResult(name, score_rankings(found, rows, catalog, ks),
+        result = SystemResult(name, score_rankings(found, rows, catalog, ks, task.recall_min_gain),
                               {"seconds": time.perf_counter() - started})
         summaries.append(result.summary(config.eval.bootstrap, config.seed))
     header = {"dataset": config.data.path or "embedded amazon_games_seq", "split": config.eval.split,

@@ -66,14 +66,15 @@ def evaluate_run(run_dir: str | Path, overrides: list[str]) -> str:
     parse = reward_setup(config, task, retriever)[0].parse
     result, completions = evaluate_policy(
         "trained policy", policy, prepared.tokenizer, rows, prompts, retriever, task.catalog, parse, config.eval.ks,
-        max_new_tokens, config.train.eval_batch_size, constraint=prepared.constraint,
+        max_new_tokens, config.train.eval_batch_size, recall_min_gain=task.recall_min_gain,
+        constraint=prepared.constraint,
         beam=route.beam_ranking(config, prepared.tokenizer, retriever, prepared.constraint))
     systems, names = [result], metric_names(config.eval.ks)
     exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     for name, rank in baseline_rankers(config, task, rows).items():
         started = time.perf_counter()
         systems.append(SystemResult(name, score_rankings(rank(max(config.eval.ks), exclude), rows, task.catalog,
-                                                         config.eval.ks), {"seconds": time.perf_counter() - started}))
+                                                         config.eval.ks, task.recall_min_gain), {"seconds": time.perf_counter() - started}))
     differences = {f"policy - {other.name}": {m: paired_difference(result.per_row[m], other.per_row[m],
                                                                    config.eval.bootstrap, config.seed) for m in names}
                    for other in systems[1:]}

@@ -47,7 +47,8 @@ def trivial_query_result(route: Route, task: TaskData, rows, retriever, config: 
     exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     started = time.perf_counter()
     found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
-    return SystemResult(route.trivial_label(task, config), score_rankings(found, rows, task.catalog, config.eval.ks),
+    return SystemResult(route.trivial_label(task, config), score_rankings(found, rows, task.catalog, config.eval.ks,
+                                                                          task.recall_min_gain),
                         {"seconds": time.perf_counter() - started})
 
 
@@ -167,7 +168,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
-                       constraint=trie, beam=route.beam_ranking(config, tokenizer, retriever, trie))
+                       recall_min_gain=task.recall_min_gain, constraint=trie, beam=route.beam_ranking(config, tokenizer, retriever, trie))
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:

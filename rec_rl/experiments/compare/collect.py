@@ -74,7 +74,8 @@ def baseline_entries(config: RunConfig, task: TaskData, rows) -> list[CompareEnt
     for name, rank in baseline_rankers(settings, task, rows).items():
         started = time.perf_counter()
         found = rank(max(config.eval.ks), exclude)
-        entries.append(CompareEntry(SystemResult(name, score_rankings(found, rows, task.catalog, config.eval.ks),
+        entries.append(CompareEntry(SystemResult(name, score_rankings(found, rows, task.catalog, config.eval.ks,
+                                                                                task.recall_min_gain),
                                                  {"seconds": time.perf_counter() - started}), "baseline"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for entry in entries:
