@@ -482,3 +482,28 @@ def test_explicit_route_ranks_by_beams_when_asked(tiny_sequential: Path, tmp_pat
                                  "eval.beam_width=3"]))
     with pytest.raises(ConfigError, match="eval.decoding=beam ranks item codes"):
         train(load_config(None, ["eval.decoding=beam"]))
+
+
+def test_eval_and_recommend_serve_the_explicit_route(tiny_sequential: Path, tmp_path: Path):
+    import json
+
+    from rec_rl.cli import main
+    from rec_rl.experiments.recommend import load_recommender
+    from rec_rl.training.run import train
+
+    run_dir = tmp_path / "run"
+    train(load_config(Path(__file__).parents[1] / "configs" / "explicit.yaml", [
+        f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
+        "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
+        "train.eval_every=0", "train.wandb_mode=disabled", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",
+        "train.sft={max_steps: 1, per_device_train_batch_size: 4, logging_steps: 1, warmup_steps: 0}",
+        "train.grpo={max_steps: 1, per_device_train_batch_size: 4, num_generations: 2, max_completion_length: 6, "
+        "save_steps: 1, warmup_steps: 0, learning_rate: 0.01}"]))
+    results = json.loads((run_dir / "results.json").read_text())
+    out = tmp_path / "eval"
+    assert main(["eval", "--policy", str(run_dir), "eval.max_rows=5", f"eval.output_dir={out}",
+                 "eval.baselines=[popularity]"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["per_row"]["trained policy"] == \
+        results["per_row"]["trained policy"], "the SFT policy from run/sft, the adapter from run/final, as the run"
+    (answer,) = load_recommender(run_dir).recommend([["0", "1", "2"]], k=3)
+    assert parse_codes(answer["code"]) and len(answer["items"]) == 3
