@@ -28,7 +28,7 @@ from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences
 from rec_rl.evaluation.run import baseline_rankers, metric_names, score_rankings
 from rec_rl.policy import load_policy, stop_at_line_end
 from rec_rl.training.routes import route_of
-from rec_rl.training.rows import prompt_rows, reward_setup
+from rec_rl.training.rows import parse_mode, prompt_rows
 from rec_rl.training.trl_args import trainer_args
 from retrievers import build_retriever
 
@@ -63,9 +63,8 @@ def evaluate_run(run_dir: str | Path, overrides: list[str]) -> str:
     rows = route.rows(task.split(config.eval.split, config.eval.max_rows, config.data.split_seed), task, retriever,
                       config)
     prompts = prompt_rows(rows, config, prepared.tokenizer)["prompt"]
-    parse = reward_setup(config, task, retriever)[0].parse
     result, completions = evaluate_policy(
-        "trained policy", policy, prepared.tokenizer, rows, prompts, retriever, task.catalog, parse, config.eval.ks,
+        "trained policy", policy, prepared.tokenizer, rows, prompts, retriever, task.catalog, parse_mode(config), config.eval.ks,
         max_new_tokens, config.train.eval_batch_size, recall_min_gain=task.recall_min_gain,
         constraint=prepared.constraint,
         beam=route.beam_ranking(config, prepared.tokenizer, retriever, prepared.constraint))

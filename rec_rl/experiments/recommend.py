@@ -24,7 +24,7 @@ from rec_rl.config import ConfigError, load_config
 from rec_rl.data.tasks import make_split
 from rec_rl.evaluation.policy import policy_rankings
 from rec_rl.experiments.policy_eval import load_run_policy
-from rec_rl.training.rows import prompt_rows, reward_setup
+from rec_rl.training.rows import parse_mode, prompt_rows
 from rewards.parsing import extract_query
 
 BATCH = 64  # users per generate call and search
@@ -40,7 +40,7 @@ class Recommender:
         self.config = load_config(run_dir / "config.yaml", list(overrides))
         (self.task, self.retriever, self.route, self.policy, self.prepared,
          self.max_new_tokens) = load_run_policy(run_dir, self.config)
-        self.parse = reward_setup(self.config, self.task, self.retriever)[0].parse
+        self.parse = parse_mode(self.config)
 
     def rows(self, histories: Sequence[Sequence[str]] = (), queries: Sequence[str] = ()):
         """Task rows (the columns prompts and rankings read) for new users' histories, or for search queries."""
@@ -112,8 +112,9 @@ def recommend_lines(recommender: Recommender, lines: Iterable[str], k: int, out,
         batch = requests[start:start + BATCH]
         good = []
         for number, request_id, value in batch:  # an unknown item fails its own line, not the batch
-            if isinstance(value, list) and any(item not in recommender.task.catalog.row_of for item in value):
-                missing = next(item for item in value if item not in recommender.task.catalog.row_of)
+            row_of = recommender.task.catalog.row_of
+            missing = next((item for item in value if item not in row_of), None) if isinstance(value, list) else None
+            if missing is not None:
                 print(f"{source}:{number}: skipped: item {missing!r} is not in the catalog", file=sys.stderr)
             else:
                 good.append((request_id, value))

@@ -22,10 +22,15 @@ def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
 
 
+def parse_mode(config: RunConfig) -> str:
+    """How a completion is read as a query: `reward.parse`, else the prompt template's answer format."""
+    return config.reward.parse or get_template(config.train.template).parse
+
+
 def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardConfig, list, list[float]]:
-    """The reward config (its parse mode fixed by the prompt template unless `reward.parse` says otherwise),
-    the reward functions and their weights: what every trainer, TRL's or verl's, scores completions with."""
-    reward_config = dataclasses.replace(config.reward, parse=config.reward.parse or get_template(config.train.template).parse)
+    """The reward config (its parse mode resolved by `parse_mode`), the reward functions and their weights:
+    what every trainer, TRL's or verl's, scores completions with."""
+    reward_config = dataclasses.replace(config.reward, parse=parse_mode(config))
     scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
     reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
     return reward_config, reward_funcs, reward_weights

@@ -168,7 +168,8 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
-                       recall_min_gain=task.recall_min_gain, constraint=trie, beam=route.beam_ranking(config, tokenizer, retriever, trie))
+                       recall_min_gain=task.recall_min_gain, constraint=trie,
+                       beam=route.beam_ranking(config, tokenizer, retriever, trie))
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
@@ -197,6 +198,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
             (valid_set["prompt"], start_completions, valid_rows), reward_config.parse)
         floors = {f"trivial/{name}": float(values.mean()) for name, values in trivial_valid.per_row.items()}
         log.write({"kind": "valid", "step": 0, **validation_entry(start), **startup, **floors})
+
     def diagnostics(policy):
         return route.diagnostics(policy, tokenizer, valid_set["prompt"], valid_rows, train_rows, task, retriever)
 
