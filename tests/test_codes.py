@@ -124,12 +124,19 @@ def test_semantic_tokens_initialise_save_and_reload(tiny_catalog, tmp_path: Path
         [f"<{'abc'[l]}_{c}>" for l, c in enumerate(codes.codes[0])]
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True) == text
 
-    # documented initialisation: <a_c> is the mean title-token embedding of the items whose level-a code is c
+    # documented initialisation: <a_c> = m + s (m_c - m) / |m_c - m|, m_c the mean title-token embedding of the
+    # items whose level-a code is c, m the level's mean of them, s the vocabulary's median row norm
     table = model.get_input_embeddings().weight.detach().numpy()
-    members = np.flatnonzero(codes.codes[:, 0] == codes.codes[0, 0])
-    titles = [tiny_catalog.titles[i] for i in members]
-    expected = np.mean([table[tokenizer(t, add_special_tokens=False)["input_ids"]].mean(0) for t in titles], axis=0)
-    assert np.allclose(table[tokenizer.convert_tokens_to_ids(f"<a_{codes.codes[0, 0]}>")], expected, atol=1e-5)
+    words = table[:before]
+    per_item = np.array([words[tokenizer(t, add_special_tokens=False)["input_ids"]].mean(0) for t in tiny_catalog.titles])
+    m_c = np.array([per_item[codes.codes[:, 0] == c].mean(0) if (codes.codes[:, 0] == c).any() else per_item.mean(0)
+                    for c in range(codes.codebook_sizes[0])])
+    m, scale = m_c.mean(0), np.median(np.linalg.norm(words, axis=1))
+    expected = m + scale * (m_c - m) / np.linalg.norm(m_c - m, axis=1, keepdims=True)
+    level_a = table[tokenizer.convert_tokens_to_ids([f"<a_{c}>" for c in range(codes.codebook_sizes[0])])]
+    assert np.allclose(level_a, expected, atol=1e-4)
+    unit = (level_a - m) / np.linalg.norm(level_a - m, axis=1, keepdims=True)
+    assert (unit @ unit.T)[~np.eye(len(unit), dtype=bool)].max() < 0.99, "distinct from the level's other codes"
 
     model.save_pretrained(tmp_path / "policy")
     tokenizer.save_pretrained(tmp_path / "policy")
@@ -239,7 +246,7 @@ def test_explicit_route_trains_sft_then_grpo(tiny_sequential: Path, tmp_path: Pa
     from rec_rl.training.run import train
 
     run_dir = tmp_path / "run"
-    config = load_config(Path(__file__).parents[1] / "configs" / "explicit.yaml", [
+    config = load_config(Path(__file__).parents[1] / "configs" / "explicit_llm.yaml", [
         f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
         "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
         "train.eval_every=1", "train.wandb_mode=offline", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",
@@ -460,7 +467,7 @@ def test_explicit_route_ranks_by_beams_when_asked(tiny_sequential: Path, tmp_pat
     from rec_rl.training.run import train
 
     run_dir = tmp_path / "run"
-    config = load_config(Path(__file__).parents[1] / "configs" / "explicit.yaml", [
+    config = load_config(Path(__file__).parents[1] / "configs" / "explicit_llm.yaml", [
         f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
         "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
         "train.eval_every=0", "train.wandb_mode=disabled", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",
@@ -492,7 +499,7 @@ def test_eval_and_recommend_serve_the_explicit_route(tiny_sequential: Path, tmp_
     from rec_rl.training.run import train
 
     run_dir = tmp_path / "run"
-    train(load_config(Path(__file__).parents[1] / "configs" / "explicit.yaml", [
+    train(load_config(Path(__file__).parents[1] / "configs" / "explicit_llm.yaml", [
         f"data.path={tiny_sequential}", "policy.model=tiny", "policy.lora_layers=[-1]", "codes.levels=2",
         "codes.codebook_bits=2", f"train.run_dir={run_dir}", "train.test_rows=5", "train.valid_rows=5",
         "train.eval_every=0", "train.wandb_mode=disabled", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=50",

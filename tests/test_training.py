@@ -309,8 +309,9 @@ def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path
     output = tmp_path / "seeds"
     overrides = tiny_overrides(tiny_sequential, tmp_path / "replaced", 1, "train.eval_every=0",
                                "train.wandb_mode=disabled")
-    markdown = run_seeds(None, overrides, [0, 1], output)
+    markdown = run_seeds(None, overrides, [0, 1], output, parallel=2)  # side by side, a core each
     summary = json.loads((output / "seeds.json").read_text())
+    assert "--parallel 2" in summary["command"]
     assert summary["seeds"] == [0, 1] and sorted(p.name for p in output.glob("seed-*")) == ["seed-0", "seed-1"]
     assert [json.loads((output / f"seed-{s}" / "results.json").read_text())["protocol"]["seed"] for s in (0, 1)] == [0, 1]
     trivial = summary["across_seeds"][summary["roles"]["trivial"]]
@@ -319,6 +320,21 @@ def test_seeds_train_one_config_per_seed_on_the_same_users(tiny_sequential: Path
     learns = summary["trained_minus_start"]["ndcg@1"]
     assert learns["seeds"] == 2 and 0 <= learns["seeds_above_zero_holm"] <= learns["seeds_above_zero"] <= 2
     assert "2 seeds of config" in markdown and "± " in markdown
+
+    # rec-rl table: the finished runs side by side on their shared users, differences paired row by row.
+    from rec_rl.cli import main
+
+    assert main(["table", str(output / "seed-0"), str(output / "seed-1"), "--output", str(tmp_path / "table"),
+                 "eval.baselines=[popularity]"]) == 0
+    table = json.loads((tmp_path / "table" / "table.json").read_text())
+    runs = [json.loads((output / f"seed-{s}" / "results.json").read_text()) for s in (0, 1)]
+    import numpy as np
+
+    head, other = (np.array(r["per_row"][r["roles"]["trained"]]["ndcg@1"]) for r in runs)
+    cell = table["differences"]["seed-0 - seed-1 (trained)"]["ndcg@1"]
+    assert np.isclose(cell["mean"], (head - other).mean()) and "p_holm" in cell
+    assert [s["name"] for s in table["systems"]][-1] == "popularity" and table["rows"] == len(head)
+    assert main(["table"]) == 2, "no run named: an error, not an empty table"
 
     # A run's config file read through today's schema: a key the file lacks (added since) counts at its default ...
     import yaml

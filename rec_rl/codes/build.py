@@ -109,7 +109,7 @@ def array_hash(array: np.ndarray) -> str:
 
 def level_slices(method: str, dim: int, levels: int) -> list[slice]:
     """The slice of the reference space each quantizer level codes: all of it (rq), or its own part (opq_pq)."""
-    if method in ("rq", "random"):
+    if method in ("rq", "random", "item_id"):
         return [slice(0, dim)] * levels
     width = dim // levels
     return [slice(l * width, (l + 1) * width) for l in range(levels)]
@@ -128,6 +128,13 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
 
 def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
     n, dim = embeddings.shape
+    if config.method == "item_id":
+        # No quantizer: each item is its own one-token code (SASRec's item ids, as a codes-lm vocabulary), the
+        # control at the other extreme from random ids: no shared prefixes at all. Decodes to nothing.
+        if config.levels != 1:
+            raise ValueError(f"codes.method=item_id has one level (the item's number); codes.levels is {config.levels}")
+        codes = np.arange(n, dtype=np.int32)[:, None]
+        return codes, [np.zeros((n, dim), np.float32)], level_slices("item_id", dim, 1), np.eye(dim, dtype=np.float32)
     size = 1 << config.codebook_bits
     if n < size:
         raise ValueError(f"codes.codebook_bits={config.codebook_bits} needs at least {size} items to train "
@@ -153,7 +160,7 @@ def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, 
         books = faiss.vector_to_array(quantizer.codebooks).reshape(config.levels, size, dim)
         return codes, list(books), level_slices("rq", dim, config.levels), np.eye(dim, dtype=np.float32)
     if config.method != "opq_pq":
-        raise ValueError(f"codes.method is {config.method!r}; expected 'rq', 'opq_pq' or 'random'")
+        raise ValueError(f"codes.method is {config.method!r}; expected 'rq', 'opq_pq', 'random' or 'item_id'")
     if dim % config.levels:
         raise ValueError(f"codes.levels={config.levels} must divide the embedding size {dim} for opq_pq")
     if n < dim:  # faiss's OPQ training crashes the process (segfault) below this
@@ -212,7 +219,7 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
         started = time.perf_counter()
         codes, centroids, dims, rotation = quantize(embeddings, config)
         codes, largest = deduplicate(codes)
-        sizes = [1 << config.codebook_bits] * config.levels + [largest]
+        sizes = [len(catalog) if config.method == "item_id" else 1 << config.codebook_bits] * config.levels + [largest]
         np.save(folder / "codes.npy", codes)
         np.save(folder / "centroids.npy", np.stack(centroids))
         np.save(folder / "rotation.npy", rotation)
@@ -225,7 +232,7 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
     rotation = np.load(folder / "rotation.npy")
     stats = json.loads((folder / "stats.json").read_text())
     # rq's (and random's) rotation is the identity: the reference space is the embeddings themselves, no copy.
-    reference = embeddings if config.method in ("rq", "random") else \
+    reference = embeddings if config.method in ("rq", "random", "item_id") else \
         np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32)
     return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids,
                      level_slices(config.method, embeddings.shape[1], config.levels), reference, stats)

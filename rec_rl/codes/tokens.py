@@ -3,10 +3,13 @@
 Level l is written with the l-th letter; the code is its number in that level's codebook. The tokens
 are ordinary added tokens (not "special"), so decoding with `skip_special_tokens=True` keeps them.
 
-Initialisation (`add_code_tokens`): the input embedding of `<a_12>` is the mean, over the items whose
-level-a code is 12, of the mean embedding of their title's tokens. A new token thus starts where the
-words of its items already are, instead of at a random point the policy has never seen; SmolLM2 ties
-its output layer to the input embeddings, so this also sets the token's output row.
+Initialisation (`add_code_tokens`): let m_c be the mean, over the items whose level-a code is c, of the
+mean embedding of their title's tokens, and m the mean of a level's m_c. The input embedding of `<a_c>`
+is m + s (m_c - m) / |m_c - m|, with s the median norm of the pretrained vocabulary's rows. A new token
+thus starts near the words of its items (m_c - m points from the level's average towards them), at the
+vocabulary's scale and distinct from its level's other codes: the plain means m_c had a norm of ~0.9
+against ~3.2 for SmolLM2's words and a pairwise cosine of ~0.99, so with SmolLM2's tied output layer
+every code logit started nearly equal.
 
 Example:
     >>> code_text([12, 201, 7, 0])
@@ -98,13 +101,15 @@ def add_code_tokens(model, tokenizer, codes: np.ndarray, codebook_sizes: Sequenc
     from tokenizers import AddedToken
 
     tokens = vocabulary(codebook_sizes)
-    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    known = tokenizer.get_vocab()  # once: it builds a dict of the whole vocabulary
+    missing = [t for t in tokens if t not in known]
     if missing:
         tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in missing])
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         per_item = title_embeddings(model, tokenizer, titles)
         fallback = per_item.mean(0)
         table = model.get_input_embeddings().weight
+        scale = float(table[:len(tokenizer) - len(missing)].detach().float().norm(dim=1).median())
         with torch.no_grad():
             for level, size in enumerate(codebook_sizes):
                 sums = np.zeros((size, per_item.shape[1]), np.float64)
@@ -112,6 +117,10 @@ def add_code_tokens(model, tokenizer, codes: np.ndarray, codebook_sizes: Sequenc
                 np.add.at(sums, codes[:, level], per_item)
                 np.add.at(counts, codes[:, level], 1)
                 means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], fallback)
+                centre = means.mean(0)
+                offsets = means - centre
+                norms = np.linalg.norm(offsets, axis=1, keepdims=True)
+                means = centre + scale * offsets / np.where(norms > 0, norms, 1.0)
                 ids = tokenizer.convert_tokens_to_ids([code_token(level, c) for c in range(size)])
                 table[torch.tensor(ids)] = torch.as_tensor(means, dtype=table.dtype)
     return tokenizer.convert_tokens_to_ids(tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class BeamRanking:
     width: int
     row_of_code: dict[tuple[int, ...], int]  # a code's token ids -> its catalog row
 
+    @functools.cached_property
+    def tables(self):
+        """The trie as per-level tensors (`rec_rl.codes.beam.level_tables`), built once per ranking."""
+        from rec_rl.codes.beam import level_tables
+
+        return level_tables(self.trie, self.depth)
 
 def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
@@ -111,7 +118,7 @@ def _beam_rankings(name: str, model, tokenizer, rows, prompts: Sequence[str], ca
 
     started = time.perf_counter()
     ranked = beam_search_codes(model, tokenizer, prompts, beam.trie, beam.depth, beam.width, batch_size,
-                               desc=f"{name}: beam search")
+                               desc=f"{name}: beam search", tables=beam.tables)
     generation_seconds = time.perf_counter() - started
     found = np.full((len(prompts), k), -1, np.int64)
     scores = np.full((len(prompts), k), -np.inf, np.float32)

@@ -39,8 +39,11 @@ def run_child(command: list[str], env: dict | None = None, stdout=None, stderr=N
                     usage.ru_maxrss / 1024, output)  # Linux reports KiB
 
 
-def run_training(name: str, config_path: str | None, overrides: list[str], folder: Path, group: str) -> dict:
+def run_training(name: str, config_path: str | None, overrides: list[str], folder: Path, group: str,
+                 threads: int | None = None) -> dict:
     """`rec-rl train` in a child process (log in `folder/train.log`); its wall time and peak memory.
+
+    `threads` pins the child's math libraries to that many threads (runs side by side); None keeps ours.
 
     A finished run in `folder` is reused when it trained and measured the same thing: the same
     `config_hash` (settings less output folders and logging) and seed; a checkpointed one is resumed;
@@ -67,7 +70,8 @@ def run_training(name: str, config_path: str | None, overrides: list[str], folde
         print(f"{name}: {folder} holds a run that stopped before its first checkpoint; starting it again")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "WANDB_RUN_GROUP": group, "WANDB_NAME": name, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "WANDB_RUN_GROUP": group, "WANDB_NAME": name, "TOKENIZERS_PARALLELISM": "false",
+           **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     print(f"{name}: training (log: {folder / 'train.log'})", flush=True)
     with open(folder / "train.log", "ab") as log:
         child = run_child(command, env, stdout=log, stderr=subprocess.STDOUT)

@@ -15,6 +15,7 @@ each row) to `eval.output_dir`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -43,13 +44,18 @@ def load_run_policy(run_dir: Path, config):
     task = load_task(config.data)
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
     route = route_of(config)
-    model, tokenizer = load_policy(config.policy)
+    model, tokenizer = route.load_policy(config, retriever, run_dir)
     with tempfile.TemporaryDirectory() as scratch:
         args = trainer_args(config, Path(scratch))
     if config.train.stop_at_newline:
         stop_at_line_end(model, tokenizer, args)
     prepared = route.prepare(config, task, retriever, model, tokenizer, run_dir, resume=True)
-    policy = PeftModel.from_pretrained(prepared.model, str(run_dir / "final"))
+    final = run_dir / "final"
+    if (final / "adapter_config.json").is_file():
+        policy = PeftModel.from_pretrained(prepared.model, str(final))
+    else:  # trained without LoRA (policy.model=codes-lm): final/ is the whole model
+        policy, _ = load_policy(dataclasses.replace(config.policy, model=str(final)))
+        policy.generation_config.eos_token_id = prepared.model.generation_config.eos_token_id
     return task, retriever, route, policy, prepared, args.max_completion_length
 
 

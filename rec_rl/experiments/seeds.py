@@ -25,18 +25,26 @@ from rec_rl.experiments.launch import run_training
 from rec_rl.evaluation.report import interval_cell
 
 
-def run_seeds(config_path: str | None, overrides: list[str], seeds: list[int], output: Path) -> str:
-    """Train the config once per seed into `output/seed-S`; write and return the summary."""
+def run_seeds(config_path: str | None, overrides: list[str], seeds: list[int], output: Path, parallel: int = 1) -> str:
+    """Train the config once per seed into `output/seed-S` (`parallel` at once); write and return the summary."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {seeds}: each seed once")
-    folders = {}
-    for seed in seeds:
-        folder = output / f"seed-{seed}"
-        run_training(f"seed-{seed}", config_path, [*overrides, f"seed={seed}", f"train.run_dir={folder}"], folder,
-                     f"seeds-{output.resolve().name}")
-        folders[seed] = folder
-    command = " ".join(["rec-rl seeds", *([config_path] if config_path else []),
-                        "--seeds", *map(str, seeds), "--output", str(output), *overrides])
+    if parallel < 1:
+        raise ValueError(f"--parallel {parallel}: at least 1")
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    folders = {seed: output / f"seed-{seed}" for seed in seeds}
+
+    def train(seed: int) -> dict:
+        return run_training(f"seed-{seed}", config_path, [*overrides, f"seed={seed}", f"train.run_dir={folders[seed]}"],
+                            folders[seed], f"seeds-{output.resolve().name}", threads=threads)
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(train, seeds))  # each seed is a child process; list() re-raises a failed one
+    command = " ".join(["rec-rl seeds", *([config_path] if config_path else []), "--seeds", *map(str, seeds),
+                        "--output", str(output), *(["--parallel", str(parallel)] if parallel > 1 else []), *overrides])
     summary = summarize_seeds(folders)
     summary["command"] = command
     summary["config_hash"] = config_hash(load_config(config_path, overrides))

@@ -62,3 +62,76 @@ class ValidationCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.every:
             self._run(state, model)
+
+
+class EpochValidationCallback(TrainerCallback):
+    """SFT early stopping on validation users: score the policy before training and after every epoch, keep the
+    best epoch's weights, stop after `patience` epochs without a better `metric` (0: run every epoch).
+
+    Written here because transformers' EarlyStoppingCallback stops on the Trainer's own `evaluate()` metrics
+    (a loss over an eval dataset), while the number that matters is the ranking (NDCG@10 of beam search over
+    the whole catalog) on validation users. Each point goes to the log as `kind="sft_valid"`, and the curve
+    is redrawn (`plot_sft_curve`) after each.
+    """
+
+    def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, metric: str, patience: int, plot_path: Path):
+        self.evaluate, self.log, self.metric, self.patience, self.plot_path = evaluate, log, metric, patience, plot_path
+        self.best, self.best_epoch, self.best_state, self.waited = -float("inf"), None, None, 0
+
+    def _run(self, state, model, epoch: int) -> dict:
+        metrics = self.evaluate(model)
+        self.log.write({"kind": "sft_valid", "epoch": epoch, "step": state.global_step, **metrics})
+        if self.log.writable:
+            plot_sft_curve(self.log.read(), self.plot_path, self.metric)
+        if metrics[self.metric] > self.best:
+            self.best, self.best_epoch, self.waited = metrics[self.metric], epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.waited += 1
+        return metrics
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._run(state, model, 0)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self._run(state, model, round(state.epoch or 0))
+        if self.patience and self.waited >= self.patience:
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def plot_sft_curve(events: list[dict], path: Path, metric: str) -> None:
+    """SFT: training loss against step, and the validation metrics against epoch with each level's accuracy floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [e for e in events if e.get("kind") == "sft" and e.get("loss") is not None]
+    valid = [e for e in events if e.get("kind") == "sft_valid"]
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+    if train:
+        left.plot([e["step"] for e in train], [e["loss"] for e in train])
+    left.set(xlabel="step", ylabel="loss per token", title="SFT training loss")
+    epochs = [e["epoch"] for e in valid]
+    for key in [k for k in (valid[0] if valid else {}) if "@" in k and "/" not in k]:
+        middle.plot(epochs, [e[key] for e in valid], marker="o", label=key)
+    floors = next((e for e in events if e.get("kind") == "sft_valid" and "floor/" + metric in e), {})
+    for key in [k for k in floors if k.startswith("floor/")]:
+        middle.axhline(floors[key], linestyle="--", color="gray", alpha=0.6, label=key)
+    if middle.lines:
+        middle.legend(loc="best", fontsize=7)
+    middle.set(xlabel="epoch", ylabel="metric", title="validation users (beam ranking)")
+    levels = sorted({k.split("/")[1] for e in valid for k in e if k.startswith("level_accuracy/")})
+    for level in levels:
+        (line,) = right.plot(epochs, [e.get(f"level_accuracy/{level}") for e in valid], marker="o", label=f"level {level}")
+        right.axhline(valid[0][f"level_floor/{level}"], color=line.get_color(), linestyle="--", alpha=0.6)
+    if right.lines:
+        right.legend(loc="best", fontsize=7)
+    right.set(xlabel="epoch", ylabel="accuracy", title="per-level code accuracy (dashed: majority floor)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

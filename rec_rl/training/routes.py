@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from rec_rl.codes.tokens import code_text, with_history_codes
+from rec_rl.codes.lm import CODES_LM
 from rec_rl.codes.trie import CodeTrie
 from rec_rl.config import RETRIEVER_BACKENDS, ConfigError, RunConfig
 from rec_rl.data import TaskData
 from rec_rl.evaluation.baselines import last_titles_query
+from rec_rl.policy import load_policy
 from rec_rl.prompts import get_template
 
 
@@ -45,6 +47,10 @@ class Route:
 
     def check(self, config: RunConfig) -> None:
         """Refuse settings this route cannot run, before any work starts."""
+
+    def load_policy(self, config: RunConfig, retriever, run_dir: Path):
+        """(model, tokenizer) of the policy a run starts from (`rec_rl.policy.load_policy`)."""
+        return load_policy(config.policy)
 
     def prepare(self, config: RunConfig, task: TaskData, retriever, model, tokenizer, run_dir: Path,
                 resume: bool) -> PreparedPolicy:
@@ -123,22 +129,51 @@ class ExplicitRoute(Route):
         if config.codes.constrained and config.train.algorithm != "grpo":
             raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
                               "rollout hook); set codes.constrained=false or use grpo")
+        compact = config.policy.model == CODES_LM
+        if compact and config.policy.lora:
+            raise ConfigError("policy.model=codes-lm starts from random weights: it trains all of them; set policy.lora=false")
+        if compact and not get_template(config.train.template).codes_only:
+            raise ConfigError(f"policy.model=codes-lm knows no words, only item codes: train.template "
+                              f"{config.train.template!r} writes titles; use codes_sequence")
+        if compact and config.train.sft_data == "next_item" and config.train.sft_alignment:
+            raise ConfigError("train.sft_alignment teaches title -> code, but policy.model=codes-lm reads no titles: "
+                              "set train.sft_alignment=false (train.sft_data=sequence is its pretraining)")
+        if config.train.sft_data == "sequence" and not get_template(config.train.template).codes_only:
+            raise ConfigError(f"train.sft_data=sequence trains on the history's codes as one text, which prompts "
+                              f"must continue: use train.template=codes_sequence, not {config.train.template!r}")
         if config.train.sft.get("max_steps", 1) != 0:
             from rec_rl.training.trl_args import sft_args
 
             sft_args(config, Path(config.train.run_dir) / "sft_checkpoints")  # train.sft's keys, checked now
-            if config.train.sft.get("weight_decay", 0):
+            if config.train.sft.get("weight_decay", 0) and config.policy.lora:
                 raise ConfigError("train.sft.weight_decay must be 0: decay would move the pretrained embedding rows too")
-            if not config.policy.lora:
-                raise ConfigError("the explicit route's SFT trains LoRA adapters plus the new token rows: "
-                                  "set policy.lora=true")
+            if not config.policy.lora and not compact:
+                raise ConfigError("the explicit route's SFT of a pretrained policy trains LoRA adapters plus the new "
+                                  "token rows: set policy.lora=true (only policy.model=codes-lm trains all weights)")
+
+    def load_policy(self, config: RunConfig, retriever, run_dir: Path):
+        """The configured policy; `codes-lm` is built here, from random weights, with the run's codes as its vocabulary."""
+        if config.policy.model != CODES_LM:
+            return load_policy(config.policy)
+        import dataclasses
+
+        from rec_rl.codes.lm import build_codes_lm
+
+        folder = run_dir / "init"  # kept in the run folder: the exact weights the run started from
+        if not (folder / "config.json").is_file():
+            build_codes_lm(folder, retriever.codes.codebook_sizes, config.policy.architecture, config.seed)
+        return load_policy(dataclasses.replace(config.policy, model=str(folder)))
 
     def prepare(self, config: RunConfig, task: TaskData, retriever, model, tokenizer, run_dir: Path,
                 resume: bool) -> PreparedPolicy:
         from rec_rl.training import explicit
         from rec_rl.training.rollout import constrained_rollout
 
-        policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume)
+        def validation(tokenizer, trie):
+            """What SFT scores after each epoch: the run's validation users, ranked as the run's evaluations rank."""
+            return explicit.sft_validation(config, task, retriever, tokenizer, trie, self)
+
+        policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume, validation)
         kwargs = {"rollout_func": constrained_rollout(policy.trie, policy.tokenizer)} if policy.trie is not None else {}
         return PreparedPolicy(policy.model, policy.tokenizer, policy.trie,
                               "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs)

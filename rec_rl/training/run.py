@@ -29,7 +29,7 @@ from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, markdown_table
 from rec_rl.evaluation.run import metric_names, score_rankings, search_all
-from rec_rl.policy import load_policy, lora_config, stop_at_line_end
+from rec_rl.policy import lora_config, stop_at_line_end
 from rec_rl.tracking import (MetricsLog, configure_wandb, finish_wandb, is_main_process, plot_curves,
                              start_wandb_run)
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
@@ -155,7 +155,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
                           f"{shared[0]!r}): a stopping step or config chosen on them would be tested on them. Set "
                           "data.user_split=disjoint (the default) so that validation and test users differ")
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
-    model, tokenizer = load_policy(config.policy)
+    model, tokenizer = route.load_policy(config, retriever, run_dir)
     if config.train.stop_at_newline:
         stop_at_line_end(model, tokenizer, args)
     prepared = route.prepare(config, task, retriever, model, tokenizer, run_dir, resume)
@@ -225,6 +225,13 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         return ""
     trivial = trivial_query_result(route, task, final_rows, retriever, config)
     table, data = results_table(base, trained, trivial, config)
+    cold = task.cold_start(final, final_rows)
+    cold_table, cold_data = "", None
+    if cold.any():  # item cold start, reported apart: the next item had no interaction before this period
+        subset = [SystemResult(r.name, {k: v[cold] for k, v in r.per_row.items()}) for r in (base, trained, trivial)]
+        cold_text, cold_data = results_table(*subset, config)
+        cold_table = (f"\nCold start: the {int(cold.sum())} of these {len(final_rows)} users whose next item had no "
+                      f"interaction before it (their rows are also in the table above):\n\n{cold_text}\n")
     events = log.read()
     steps = [e for e in events if e.get("kind") == "train"]
     timing = {key: float(np.mean([e[key] for e in steps if e.get(key) is not None]))
@@ -256,19 +263,22 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     examples = "\n".join(f"- base: `{b.strip()[:100]}` -> trained: `{t.strip()[:100]}`"
                          for b, t in zip(json.loads(base_file.read_text())["examples"][:8], trained_completions[:8]))
     level_lines = "" if not levels else (
-        f"\nPer-level code accuracy on the {len(valid_rows)} validation users (teacher-forced, among each level's "
-        "codes; floor: always the training targets' most frequent code at that level):\n\n"
+        f"\nPer-level code accuracy and loss on the {len(valid_rows)} validation users (teacher-forced, among each "
+        "level's codes; floors: always the training targets' most frequent code at that level, and the "
+        "cross-entropy of that level's code frequencies):\n\n"
         "| policy | " + " | ".join(f"level {e['level']}" for e in levels["start"]) + " |\n|---|"
         + "---|" * len(levels["start"]) + "\n" + "\n".join(
-            f"| {name} | " + " | ".join(f"{e['accuracy']:.3f} (floor {e['floor']:.3f})" for e in levels[role]) + " |"
+            f"| {name} | " + " | ".join(f"{e['accuracy']:.3f} (floor {e['floor']:.3f}); loss {e['loss']:.2f} "
+                                        f"(floor {e['floor_loss']:.2f})" for e in levels[role]) + " |"
             for role, name in (("start", base.name), ("trained", trained.name))) + "\n")
-    markdown = f"{header}\n{table}\n{level_lines}\nExample completions (same users):\n{examples}\n"
+    markdown = f"{header}\n{table}\n{cold_table}{level_lines}\nExample completions (same users):\n{examples}\n"
     (run_dir / "results.md").write_text(markdown)
     # Per-row values (rows in `row_ids` order) let `rec-rl compare` pair systems of different runs.
     per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (base, trained, trivial)}
     (run_dir / "results.json").write_text(json.dumps({
         **data, "roles": {"base": base.name, "trained": trained.name, "trivial": trivial.name},
         "protocol": protocol, "valid_metrics": valid_metrics, "code_level_accuracy": levels,
+        "cold_start": None if cold_data is None else {"rows": int(cold.sum()), **cold_data},
         "train_seconds": train_seconds,
         "sft_seconds": prepared.sft_seconds, "timing": timing, "wandb_mode": mode,
         "row_ids": list(final_rows["row_id"]), "per_row": per_row}, indent=2))

@@ -1,21 +1,27 @@
-"""Warm-up SFT for the explicit route: teach the policy what its new semantic tokens mean.
+"""SFT for the explicit route before GRPO: teach the policy what its semantic tokens mean.
 
-A pretrained LM has never seen `<a_12>`, so before GRPO it learns, with TRL's SFTTrainer on the
-train split:
-- history -> the next item's code (the task itself, in the GRPO prompt format), and
-- title -> code, one example per catalog item (`train.sft_alignment`), which ties each code to words.
-LoRA adapters train on the configured layers, and so do the new tokens' embedding rows: the embedding
-matrix (tied to the output layer in SmolLM2) is trainable with a gradient hook that zeroes every other
-row, so the pretrained vocabulary stays as it was (AdamW with weight decay 0 never moves a row whose
-gradient is always 0). peft's own `trainable_token_indices` would do this, but TRL's SFT loss reads
-the output layer's weight directly and fails on peft's wrapper of a tied layer. The result is merged
-and saved as a plain model folder, which GRPO starts from and evaluation loads.
+Two kinds of data (`train.sft_data`), both through TRL's SFTTrainer on the train split:
+- `next_item`: history -> the next item's code, one example per user in the GRPO prompt format, plus
+  title -> code per catalog item (`train.sft_alignment`), which ties each code to words;
+- `sequence` (TIGER / SASRec): each user's train sequence, every item before the validation and test
+  targets, as one causal text of codes, so every next-item position is supervised; several epochs in
+  length-grouped batches, scored on validation users after each epoch, stopped when that stops rising
+  (`rec_rl.training.callbacks.EpochValidationCallback`).
+
+A pretrained policy (`policy.lora`) trains LoRA adapters on the configured layers and the new tokens'
+embedding rows: the embedding matrix (tied to the output layer in SmolLM2) is trainable with a gradient
+hook that zeroes every other row, so the pretrained vocabulary stays as it was (AdamW with weight decay
+0 never moves a row whose gradient is always 0). peft's own `trainable_token_indices` would do this, but
+TRL's SFT loss reads the output layer's weight directly and fails on peft's wrapper of a tied layer. The
+result is merged. The compact policy (`policy.model=codes-lm`, no LoRA) trains all its weights. Either
+way the policy is saved as a plain model folder, which GRPO starts from and evaluation loads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -24,7 +30,7 @@ from rec_rl.codes.tokens import code_text, with_history_codes
 from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
 from rec_rl.policy import lora_config
-from rec_rl.prompts import get_template, render_prompt
+from rec_rl.prompts import build_messages, get_template, render_prompt
 
 ALIGNMENT_TEMPLATE = "title_code"
 
@@ -58,6 +64,23 @@ def sft_examples(task: TaskData, codes, config: RunConfig, tokenizer, seed: int 
     return datasets.Dataset.from_list(examples)
 
 
+def sequence_examples(task: TaskData, codes, config: RunConfig, tokenizer) -> datasets.Dataset:
+    """TIGER's next-item pretraining data: per user, the codes of the train sequence's last `train.sft_max_items`
+    items (the train row's history and target: everything before the validation and test targets), oldest
+    first, as the conversation text the prompt template writes (its user turn, no assistant turn), so the
+    text of a prompt is a prefix of it. SFTTrainer supervises every token of it."""
+    template = get_template(config.train.template)
+    rows = task.split("train")
+    texts = []
+    for history, target in zip(rows["history_item_ids"], rows["target_item_ids"]):
+        items = (history + target)[-config.train.sft_max_items:]
+        context = {"history_titles": [task.catalog.titles[task.catalog.row_of[i]] for i in items], "query": "",
+                   "history_codes": [code_text(codes.codes[task.catalog.row_of[i]]) for i in items]}
+        messages = [m for m in build_messages(context, template, config.train.max_title_chars) if m["role"] != "assistant"]
+        texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
+    return datasets.Dataset.from_dict({"text": texts})
+
+
 @contextlib.contextmanager
 def label_positions_only():
     """While active, TRL's fused LM head scores only the positions that have a label (the completion) on CPU too.
@@ -76,42 +99,56 @@ def label_positions_only():
         utils._use_triton = use_triton
 
 
-def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], config: RunConfig, run_dir: Path):
-    """Run the SFT warm-up and return the merged model (also saved, with the tokenizer, in `run_dir/sft`)."""
+def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], config: RunConfig, run_dir: Path,
+            validate: Callable[[object], dict] | None = None):
+    """Run the SFT and return the trained model (also saved, with the tokenizer, in `run_dir/sft`).
+
+    `validate(model) -> metrics` scores the policy on validation users; with `train.sft_data=sequence` it
+    runs before training and after every epoch, and the best epoch (by NDCG at the first of `eval.ks`) is kept.
+    """
     from trl import SFTTrainer
 
     from rec_rl.tracking import MetricsLog, is_main_process
-    from rec_rl.training.callbacks import MetricsLogCallback
+    from rec_rl.training.callbacks import EpochValidationCallback, MetricsLogCallback
     from rec_rl.training.trl_args import sft_args
 
     import torch
     from peft import get_peft_model
 
+    sequences = config.train.sft_data == "sequence"
     args = sft_args(config, run_dir / "sft_checkpoints")
-    model = get_peft_model(model, lora_config(config.policy))  # ExplicitRoute.check made sure LoRA is on
-    # The input embeddings, and the output layer where it is not tied to them (SmolLM2's is).
-    tables = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())}
-    for table in tables.values():
-        new_rows = torch.zeros(table.shape[0], 1, dtype=table.dtype)
-        new_rows[list(token_ids)] = 1
-        table.requires_grad_(True)
-        table.register_hook(lambda grad, new_rows=new_rows: grad * new_rows)
+    if sequences:
+        args.train_sampling_strategy = "group_by_length"  # users of similar length share a batch: little padding
     detach = None
-    if not config.train.sft_input_grad:
-        # Backward then stops at the lowest LoRA layer instead of running the whole depth down to the
-        # embeddings: about half an SFT step's FLOPs with LoRA on the top layers. The LoRA gradients are
-        # unchanged; only the new tokens' input-side gradient is lost (a tied table still learns them
-        # through the output layer).
-        detach = model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.detach())
+    if config.policy.lora:
+        model = get_peft_model(model, lora_config(config.policy))
+        # The input embeddings, and the output layer where it is not tied to them (SmolLM2's is).
+        tables = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())}
+        for table in tables.values():
+            new_rows = torch.zeros(table.shape[0], 1, dtype=table.dtype)
+            new_rows[list(token_ids)] = 1
+            table.requires_grad_(True)
+            table.register_hook(lambda grad, new_rows=new_rows: grad * new_rows)
+        if not config.train.sft_input_grad:
+            # Backward then stops at the lowest LoRA layer instead of running the whole depth down to the
+            # embeddings: about half an SFT step's FLOPs with LoRA on the top layers. The LoRA gradients are
+            # unchanged; only the new tokens' input-side gradient is lost (a tied table still learns them
+            # through the output layer).
+            detach = model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.detach())
     log = MetricsLog(run_dir / "sft_metrics.jsonl", writable=is_main_process())
-    trainer = SFTTrainer(model=model, args=args, train_dataset=sft_examples(task, codes, config, tokenizer, config.seed),
-                         processing_class=tokenizer, callbacks=[MetricsLogCallback(log, kind="sft", marker="loss")])
+    callbacks = [MetricsLogCallback(log, kind="sft", marker="loss")]
+    if sequences and validate is not None:
+        callbacks.append(EpochValidationCallback(validate, log, f"ndcg@{config.eval.ks[0]}", config.train.sft_patience,
+                                                 run_dir / "sft_curves.png"))
+    data = (sequence_examples(task, codes, config, tokenizer) if sequences
+            else sft_examples(task, codes, config, tokenizer, config.seed))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=callbacks)
     with label_positions_only():
         trainer.train()
     if detach is not None:
         detach.remove()
-    merged = trainer.model.merge_and_unload()
+    trained = trainer.model.merge_and_unload() if config.policy.lora else trainer.model
     if is_main_process():
-        merged.save_pretrained(run_dir / "sft")
+        trained.save_pretrained(run_dir / "sft")
         tokenizer.save_pretrained(run_dir / "sft")
-    return merged
+    return trained
