@@ -325,7 +325,7 @@ class TrainConfig:
         "train.sft_data=sequence: each sequence keeps its last this many items (prompts show data.history_len)."))
     sft_patience: int = field(default=2, **_help(
         "train.sft_data=sequence: stop SFT after this many epochs without a better validation NDCG at the first of eval.ks "
-        "(NDCG@10 by default) and keep the best epoch's weights (0: run every epoch, keep the last)."))
+        "(NDCG@10 by default); 0 runs every epoch. Either way the best epoch's weights are kept."))
     sft_alignment: bool = field(default=True, **_help(
         "Explicit route, train.sft_data=next_item: add one title -> code example per catalog item to the SFT data (sequence data is codes only)."))
     sft_input_grad: bool = field(default=True, **_help(

@@ -122,9 +122,10 @@ def test_sigkill_mid_run_resumes_without_duplicated_or_missing_steps(tiny_sequen
 
 
 def test_train_refuses_validation_users_that_are_test_users(tiny_sequential: Path, tmp_path: Path, monkeypatch):
-    from rec_rl.training import run
+    from rec_rl.training import routes
 
-    monkeypatch.setattr(run, "load_policy", lambda *args: pytest.fail("refused before the policy is loaded"))
+    # Every route loads its policy through rec_rl.training.routes.load_policy.
+    monkeypatch.setattr(routes, "load_policy", lambda *args: pytest.fail("refused before the policy is loaded"))
     with pytest.raises(ConfigError, match=r"validation users are also test users .*data.user_split=disjoint"):
         train(tiny_run(tiny_sequential, tmp_path / "run", 1, "data.user_split=shared"))
     # Tuning on validation users: the before/after table may read them (nothing is confirmed on test users).

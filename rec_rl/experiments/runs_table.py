@@ -7,8 +7,9 @@ all rows and then the cold-start rows apart, and paired bootstrap differences wi
 the whole family:
 
 - each run's trained policy against the policy it started RL from;
-- the first run's trained policy against every other run's (e.g. semantic codes against random ids);
-- every run's trained policy against each baseline.
+- the first run's starting and trained policies against every other run's (e.g. semantic codes against
+  random ids, before and after RL);
+- every run's starting and trained policy against each baseline.
 
 Runs must have been scored on the same rows (same `row_ids`); the table says which runs and configs it
 read (`protocol.config_hash`, seed, codes hash). Writes `table.md` and `table.json` into `--output`.
@@ -56,12 +57,12 @@ def runs_table(runs: list[Path], output: Path, overrides: list[str] = ()) -> str
     names = metric_names(config.eval.ks)
 
     systems, differences = [], {}
-    trained = {}
+    started, trained = {}, {}
     for folder, results in loaded.items():
         start = _system(results, "base", f"{folder.name}: {results['roles']['base']}")
         end = _system(results, "trained", f"{folder.name}: {results['roles']['trained']}")
         systems += [start, end]
-        trained[folder] = end
+        started[folder], trained[folder] = start, end
         differences[f"{folder.name}: trained - start"] = {
             m: paired_difference(end.per_row[m], start.per_row[m], config.eval.bootstrap, config.seed) for m in names}
     settings = dataclasses.replace(config, eval=dataclasses.replace(config.eval, split=split))
@@ -70,16 +71,17 @@ def runs_table(runs: list[Path], output: Path, overrides: list[str] = ()) -> str
                                                    config.eval.ks, task.recall_min_gain))
                  for name, rank in baseline_rankers(settings, task, rows).items()]
     systems += baselines
-    head = trained[first_folder]
-    for folder in runs[1:]:
-        differences[f"{first_folder.name} - {folder.name} (trained)"] = {
-            m: paired_difference(head.per_row[m], trained[folder].per_row[m], config.eval.bootstrap, config.seed)
-            for m in names}
+    for role, policies in (("start", started), ("trained", trained)):
+        for folder in runs[1:]:
+            differences[f"{first_folder.name} - {folder.name} ({role})"] = {
+                m: paired_difference(policies[first_folder].per_row[m], policies[folder].per_row[m],
+                                     config.eval.bootstrap, config.seed) for m in names}
     for folder in runs:
-        for baseline in baselines:
-            differences[f"{folder.name} trained - {baseline.name}"] = {
-                m: paired_difference(trained[folder].per_row[m], baseline.per_row[m], config.eval.bootstrap,
-                                     config.seed) for m in names}
+        for role, policies in (("start", started), ("trained", trained)):
+            for baseline in baselines:
+                differences[f"{folder.name} {role} - {baseline.name}"] = {
+                    m: paired_difference(policies[folder].per_row[m], baseline.per_row[m], config.eval.bootstrap,
+                                         config.seed) for m in names}
 
     cold = task.cold_start(split, rows)
     summaries = [s.summary(config.eval.bootstrap, config.seed) for s in systems]

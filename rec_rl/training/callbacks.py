@@ -104,7 +104,8 @@ class EpochValidationCallback(TrainerCallback):
 
 
 def plot_sft_curve(events: list[dict], path: Path, metric: str) -> None:
-    """SFT: training loss against step, and the validation metrics against epoch with each level's accuracy floor."""
+    """SFT: training loss against step; the validation metrics against epoch, beside popularity (dashed) and
+    transitions (dotted) on the same users; each level's accuracy beside its majority floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,8 +121,10 @@ def plot_sft_curve(events: list[dict], path: Path, metric: str) -> None:
     for key in [k for k in (valid[0] if valid else {}) if "@" in k and "/" not in k]:
         middle.plot(epochs, [e[key] for e in valid], marker="o", label=key)
     floors = next((e for e in events if e.get("kind") == "sft_valid" and "floor/" + metric in e), {})
-    for key in [k for k in floors if k.startswith("floor/")]:
-        middle.axhline(floors[key], linestyle="--", color="gray", alpha=0.6, label=key)
+    for prefix, name, style in (("floor/", "popularity", "--"), ("bar/", "transitions", ":")):
+        for key in [k for k in floors if k.startswith(prefix)]:
+            middle.axhline(floors[key], linestyle=style, color="gray", alpha=0.7,
+                           label=f"{key.removeprefix(prefix)}, {name}")
     if middle.lines:
         middle.legend(loc="best", fontsize=7)
     middle.set(xlabel="epoch", ylabel="metric", title="validation users (beam ranking)")
