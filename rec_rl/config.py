@@ -182,6 +182,7 @@ class EvalConfig:
 
 
 DEFAULT_MODEL = "smollm2-135m"
+CODES_LM = "codes-lm"  # the compact semantic-ID policy, built per run (rec_rl/codes/lm.py)
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rec_rl.cache import build_atomically, cache_root
-from rec_rl.config import DEFAULT_MODEL, ConfigError, PolicyConfig
+from rec_rl.config import CODES_LM, DEFAULT_MODEL, ConfigError, PolicyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,9 @@ def resolve_model_path(config: PolicyConfig) -> Path:
             return {"seed": 0, **TINY_ARCHITECTURE}
 
         return _cached_folder(entry, build, TINY_MODEL)
+    if name == CODES_LM:
+        raise ConfigError("policy.model=codes-lm has no folder of its own: each explicit-route run builds it from its "
+                          "codes into train.run_dir/init")
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return converted_gguf(path, config.cache_dir)

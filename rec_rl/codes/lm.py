@@ -24,7 +24,6 @@ from pathlib import Path
 
 from rec_rl.codes.tokens import vocabulary
 
-CODES_LM = "codes-lm"
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 # The default size: TIGER-like depth at a width 2 CPU cores train in minutes per epoch (about 4M
@@ -74,12 +73,3 @@ def build_codes_lm(folder: str | os.PathLike, codebook_sizes: Sequence[int], arc
     tokenizer.save_pretrained(folder)
     return folder
 
-
-def parameter_count(codebook_sizes: Sequence[int], architecture: dict | None = None) -> int:
-    """Parameters of a codes-lm of this shape, without building it (for logs and the README)."""
-    a = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
-    hidden, inner, layers = a["hidden_size"], a["intermediate_size"], a["num_hidden_layers"]
-    head = hidden // a["num_attention_heads"]
-    attention = 2 * hidden * hidden + 2 * hidden * head * a["num_key_value_heads"]
-    per_layer = attention + 3 * hidden * inner + 2 * hidden
-    return (len(SPECIALS) + sum(codebook_sizes)) * hidden + layers * per_layer + hidden

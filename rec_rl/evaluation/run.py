@@ -91,20 +91,25 @@ def _retrieval_ranker(retriever: Callable[[], Retriever], queries: list[str]):
     return rank
 
 
+def score_baselines(config: RunConfig, task: TaskData, rows) -> list[SystemResult]:
+    """Every `eval.baselines` ranker (`baseline_rankers`) on `rows`, full catalog, each row's
+    `exclude_item_ids` dropped: per-row metrics at `eval.ks`, with the seconds each took."""
+    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
+    results = []
+    for name, rank in tqdm(baseline_rankers(config, task, rows).items(), desc="baselines", unit="system", leave=False):
+        started = time.perf_counter()
+        found = rank(max(config.eval.ks), exclude)
+        results.append(SystemResult(name, score_rankings(found, rows, task.catalog, config.eval.ks, task.recall_min_gain),
+                                    {"seconds": time.perf_counter() - started}))
+    return results
+
+
 def run_eval(config: RunConfig) -> str:
     """Rank every configured baseline over the full catalog; write metrics.json + metrics.md; return the markdown."""
     task = load_task(config.data)
     rows = task.split(config.eval.split, config.eval.max_rows, config.data.split_seed)
     catalog, ks = task.catalog, config.eval.ks
-    exclude = [catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    summaries = []
-    rankers = baseline_rankers(config, task, rows)
-    for name, rank in tqdm(rankers.items(), desc="baselines", unit="system"):
-        started = time.perf_counter()
-        found = rank(max(ks), exclude)
-        result = SystemResult(name, score_rankings(found, rows, catalog, ks, task.recall_min_gain),
-                              {"seconds": time.perf_counter() - started})
-        summaries.append(result.summary(config.eval.bootstrap, config.seed))
+    summaries = [r.summary(config.eval.bootstrap, config.seed) for r in score_baselines(config, task, rows)]
     header = {"dataset": config.data.path or "embedded amazon_games_seq", "split": config.eval.split,
               "rows": len(rows), "catalog_items": len(catalog), "ranking": "full catalog" +
               (", user history dropped" if config.data.drop_history and task.kind == "sequential" else "")}

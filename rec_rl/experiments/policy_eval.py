@@ -18,15 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
-import time
 from pathlib import Path
 
 from rec_rl.config import ConfigError, load_config
 from rec_rl.data import load_task
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
-from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, write_report
-from rec_rl.evaluation.run import baseline_rankers, metric_names, score_rankings
+from rec_rl.evaluation.report import DIFFERENCES_NOTE, differences_table, write_report
+from rec_rl.evaluation.run import metric_names, score_baselines
 from rec_rl.policy import load_policy, stop_at_line_end
 from rec_rl.training.routes import route_of
 from rec_rl.training.rows import parse_mode, prompt_rows
@@ -74,12 +73,7 @@ def evaluate_run(run_dir: str | Path, overrides: list[str]) -> str:
         max_new_tokens, config.train.eval_batch_size, recall_min_gain=task.recall_min_gain,
         constraint=prepared.constraint,
         beam=route.beam_ranking(config, prepared.tokenizer, retriever, prepared.constraint))
-    systems, names = [result], metric_names(config.eval.ks)
-    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    for name, rank in baseline_rankers(config, task, rows).items():
-        started = time.perf_counter()
-        systems.append(SystemResult(name, score_rankings(rank(max(config.eval.ks), exclude), rows, task.catalog,
-                                                         config.eval.ks, task.recall_min_gain), {"seconds": time.perf_counter() - started}))
+    systems, names = [result, *score_baselines(config, task, rows)], metric_names(config.eval.ks)
     differences = {f"policy - {other.name}": {m: paired_difference(result.per_row[m], other.per_row[m],
                                                                    config.eval.bootstrap, config.seed) for m in names}
                    for other in systems[1:]}

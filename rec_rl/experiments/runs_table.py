@@ -27,7 +27,7 @@ from rec_rl.config import ConfigError, load_config
 from rec_rl.data import load_task
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, markdown_table
-from rec_rl.evaluation.run import baseline_rankers, metric_names, score_rankings
+from rec_rl.evaluation.run import metric_names, score_baselines
 
 
 def _system(results: dict, role: str, label: str) -> SystemResult:
@@ -66,10 +66,7 @@ def runs_table(runs: list[Path], output: Path, overrides: list[str] = ()) -> str
         differences[f"{folder.name}: trained - start"] = {
             m: paired_difference(end.per_row[m], start.per_row[m], config.eval.bootstrap, config.seed) for m in names}
     settings = dataclasses.replace(config, eval=dataclasses.replace(config.eval, split=split))
-    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    baselines = [SystemResult(name, score_rankings(rank(max(config.eval.ks), exclude), rows, task.catalog,
-                                                   config.eval.ks, task.recall_min_gain))
-                 for name, rank in baseline_rankers(settings, task, rows).items()]
+    baselines = score_baselines(settings, task, rows)
     systems += baselines
     for role, policies in (("start", started), ("trained", trained)):
         for folder in runs[1:]:

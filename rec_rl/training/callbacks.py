@@ -76,7 +76,7 @@ class EpochValidationCallback(TrainerCallback):
 
     def __init__(self, evaluate: Callable[[object], dict], log: MetricsLog, metric: str, patience: int, plot_path: Path):
         self.evaluate, self.log, self.metric, self.patience, self.plot_path = evaluate, log, metric, patience, plot_path
-        self.best, self.best_epoch, self.best_state, self.waited = -float("inf"), None, None, 0
+        self.best, self.best_state, self.waited = -float("inf"), None, 0
 
     def _run(self, state, model, epoch: int) -> dict:
         metrics = self.evaluate(model)
@@ -84,7 +84,7 @@ class EpochValidationCallback(TrainerCallback):
         if self.log.writable:
             plot_sft_curve(self.log.read(), self.plot_path, self.metric)
         if metrics[self.metric] > self.best:
-            self.best, self.best_epoch, self.waited = metrics[self.metric], epoch, 0
+            self.best, self.waited = metrics[self.metric], 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.waited += 1

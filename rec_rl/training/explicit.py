@@ -77,6 +77,7 @@ def code_accuracy(model, tokenizer, prompts: list[str], targets: np.ndarray, cod
                 losses[batch, level] = -torch.log_softmax(scores, dim=1).gather(1, true[:, None])[:, 0].numpy()
     model.train(was_training)
     tokenizer.padding_side = side
+
     def marginal_loss(level: int) -> float:
         used = np.unique(codes[:, level])  # the level's codes, in the order of `options[level]`
         counts = np.bincount(floor_codes[:, level], minlength=used.max() + 1)[used] + 1.0
@@ -100,7 +101,7 @@ def sft_validation(config: RunConfig, task: TaskData, retriever, tokenizer, trie
     import dataclasses
 
     from rec_rl.evaluation.policy import evaluate_policy
-    from rec_rl.evaluation.run import baseline_rankers, score_rankings
+    from rec_rl.evaluation.run import score_baselines
     from rec_rl.training.rows import parse_mode, prompt_rows
 
     rows = route.rows(task.split("valid", config.train.valid_rows, config.data.split_seed), task, retriever, config)
@@ -108,13 +109,10 @@ def sft_validation(config: RunConfig, task: TaskData, retriever, tokenizer, trie
     codes, row_of = retriever.codes.codes, task.catalog.row_of
     targets = np.array([row_of[ids[0]] for ids in rows["target_item_ids"]])
     floor_codes = codes[[row_of[ids[0]] for ids in task.split("train")["target_item_ids"]]]
-    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
     settings = dataclasses.replace(config, eval=dataclasses.replace(config.eval, split="valid",
                                                                     baselines=["popularity", "transitions"]))
-    floors = {}
-    for label, rank in baseline_rankers(settings, task, rows).items():
-        scored = score_rankings(rank(max(config.eval.ks), exclude), rows, task.catalog, config.eval.ks, task.recall_min_gain)
-        floors |= {f"{'floor' if label == 'popularity' else 'bar'}/{name}": float(v.mean()) for name, v in scored.items()}
+    floors = {f"{'floor' if baseline.name == 'popularity' else 'bar'}/{name}": float(values.mean())
+              for baseline in score_baselines(settings, task, rows) for name, values in baseline.per_row.items()}
     beam = route.beam_ranking(config, tokenizer, retriever, trie)
 
     def validate(model) -> dict:
@@ -125,9 +123,7 @@ def sft_validation(config: RunConfig, task: TaskData, retriever, tokenizer, trie
         levels = code_accuracy(model, tokenizer, prompts, targets, codes, floor_codes, config.train.eval_batch_size)
         return ({name: float(v.mean()) for name, v in result.per_row.items()} | floors
                 | {"distinct_first_items": result.info["distinct_first_items"]}
-                | {f"level_{key}/{e['level']}": e[field] for e in levels
-                   for key, field in (("accuracy", "accuracy"), ("floor", "floor"), ("loss", "loss"),
-                                      ("floor_loss", "floor_loss"))})
+                | {f"level_{key}/{e['level']}": e[key] for e in levels for key in ("accuracy", "floor", "loss", "floor_loss")})
 
     return validate
 
@@ -146,14 +142,14 @@ def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir:
     if resume and saved.exists():
         model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
         model.generation_config.eos_token_id = eos  # the caller's stop ids (line ends) carry over
+        trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
         warmed_up = True
     else:
         token_ids = add_code_tokens(model, tokenizer, codes.codes, codes.codebook_sizes, task.catalog.titles)
+        trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
         if config.train.sft.get("max_steps", 1) != 0:
-            trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
             validate = validation(tokenizer, trie) if validation and config.train.sft_data == "sequence" else None
             started = time.perf_counter()
             model = warm_up(model, tokenizer, task, codes, token_ids, config, run_dir, validate)
             warmed_up, sft_seconds = True, time.perf_counter() - started
-    trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
     return ExplicitPolicy(model, tokenizer, trie, warmed_up, sft_seconds)

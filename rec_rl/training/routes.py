@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from rec_rl.codes.tokens import code_text, with_history_codes
-from rec_rl.codes.lm import CODES_LM
 from rec_rl.codes.trie import CodeTrie
-from rec_rl.config import RETRIEVER_BACKENDS, ConfigError, RunConfig
+from rec_rl.config import CODES_LM, RETRIEVER_BACKENDS, ConfigError, RunConfig
 from rec_rl.data import TaskData
 from rec_rl.evaluation.baselines import last_titles_query
 from rec_rl.policy import load_policy

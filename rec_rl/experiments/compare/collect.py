@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from rec_rl.config import ConfigError, RunConfig
 from rec_rl.data import TaskData
 from rec_rl.evaluation.bootstrap import bootstrap_interval, paired_difference
 from rec_rl.evaluation.report import SystemResult, differences_table
-from rec_rl.evaluation.run import baseline_rankers, metric_names, score_rankings
+from rec_rl.evaluation.run import metric_names, score_baselines
 from rec_rl.experiments.compare.plan import RouteRun
 
 @dataclass
@@ -69,14 +68,7 @@ def baseline_entries(config: RunConfig, task: TaskData, rows) -> list[CompareEnt
     """The `eval.baselines` on the comparison's rows, over the last 1 and last `history_len` titles."""
     titles = sorted({*config.eval.query_titles, config.data.history_len})
     settings = dataclasses.replace(config, eval=dataclasses.replace(config.eval, split="test", query_titles=titles))
-    exclude = [task.catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    entries = []
-    for name, rank in baseline_rankers(settings, task, rows).items():
-        started = time.perf_counter()
-        found = rank(max(config.eval.ks), exclude)
-        entries.append(CompareEntry(SystemResult(name, score_rankings(found, rows, task.catalog, config.eval.ks,
-                                                                                task.recall_min_gain),
-                                                 {"seconds": time.perf_counter() - started}), "baseline"))
+    entries = [CompareEntry(result, "baseline") for result in score_baselines(settings, task, rows)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for entry in entries:
         entry.peak_rss_mb = peak  # this process: the data, the indexes and the dense encoder
