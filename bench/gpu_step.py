@@ -1,6 +1,7 @@
 """GRPO step cost of randomly initialised policies of real sizes: the check to run on a GPU machine.
 
     python bench/gpu_step.py [--archs smollm2-135m llama-0.5b] [--steps 6] [--tokenizer DIR]
+                             [--compact-epochs 1] [--compact-set KEY=VALUE ...]
                              [--out bench/results/gpu_step.json] [key=value ...]
 
 A GPU machine here has torch and transformers but no model hub and at most 64 MiB of files brought to
@@ -12,6 +13,13 @@ The first step is dropped as warm-up. Per architecture: parameters, seconds per 
 generation / reward / the rest (forward, backward, optimizer), completion tokens generated per second,
 and the GPU memory peak. On a CPU machine it runs too (`--archs tiny`, as the tests do), without the
 GPU memory column. Random weights write random text: the timings are the point, not the rewards.
+
+`--compact-epochs N` also times the explicit route's compact semantic-ID policy (`configs/explicit.yaml`,
+`policy.model=codes-lm`): N epochs of its next-item SFT, a few GRPO steps and the beam evaluation of
+`train.test_rows` users, in its own `rec-rl train` process (`--compact-set` overrides its config; the
+catalog's embeddings and codes come from `REC_RL_CACHE`, which `scripts/gpu_check.sh` carries). Reported:
+parameters, seconds per SFT epoch (its validation of `train.valid_rows` users included), seconds per
+GRPO step and beam-evaluated users per second.
 """
 
 from __future__ import annotations
@@ -78,9 +86,40 @@ def run_architecture(name: str, tokenizer: str | None, steps: int, folder: Path,
             "wall_s": child.seconds}
 
 
+COMPACT = ["train.eval_every=0", "train.wandb_mode=disabled", "train.test_rows=2000", "train.valid_rows=1000",
+           "train.grpo.max_steps=6", "train.grpo.save_steps=6"]
+
+
+def run_compact(epochs: int, folder: Path, overrides: list[str]) -> dict:
+    """The compact policy's `rec-rl train configs/explicit.yaml` run for `epochs` SFT epochs; its timings."""
+    import torch
+
+    run_dir = folder / "run"
+    gpu = ["train.sft.bf16=true", "train.grpo.bf16=true"] if torch.cuda.is_available() else []
+    config = Path(__file__).parents[1] / "configs" / "explicit.yaml"
+    command = [sys.executable, "-m", "rec_rl.cli", "train", str(config), f"train.run_dir={run_dir}",
+               f"train.sft.num_train_epochs={epochs}", *COMPACT, *gpu, *overrides]
+    child = run_child(command, {**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if child.exit_code != 0:
+        raise SystemExit(f"compact policy: `{' '.join(command)}` failed with exit status {child.exit_code}")
+    results = json.loads((run_dir / "results.json").read_text())
+    base = next(s for s in results["systems"] if s["name"] == results["roles"]["base"])
+    sft_steps = max(e["step"] for e in map(json.loads, (run_dir / "sft_metrics.jsonl").read_text().splitlines()))
+    with safe_open(run_dir / "init" / "model.safetensors", "pt") as weights:
+        parameters = sum(int(np.prod(weights.get_slice(key).get_shape())) for key in weights.keys())
+    rows = results["protocol"]["table"]["rows"]
+    return {"architecture": "codes-lm (configs/explicit.yaml)", "parameters_m": parameters / 1e6, "sft_epochs": epochs,
+            "sft_steps": sft_steps, "sft_s_per_epoch": results["sft_seconds"] / epochs,
+            "grpo_step_s": results["timing"].get("time/step_s"), "beam_users": rows,
+            "beam_users_per_s": rows / base["seconds"], "process_peak_rss_mb": child.peak_rss_mb, "wall_s": child.seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", default=["smollm2-135m", "llama-0.5b"], choices=sorted(ARCHITECTURES))
+    parser.add_argument("--archs", nargs="*", default=["smollm2-135m", "llama-0.5b"], choices=sorted(ARCHITECTURES))
+    parser.add_argument("--compact-epochs", type=int, default=0, help="also time the compact policy (0: not)")
+    parser.add_argument("--compact-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of the compact policy's config (repeatable)")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--tokenizer", default=None, help="folder with SmolLM2's tokenizer (default: from the GGUF)")
     parser.add_argument("--out", default="bench/results/gpu_step.json")
@@ -95,10 +134,16 @@ def main() -> None:
         for name in options.archs:
             rows.append(run_architecture(name, options.tokenizer, options.steps, Path(scratch) / name, overrides))
             print(f"{name}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr, flush=True)
+        compact = run_compact(options.compact_epochs, Path(scratch) / "compact", options.compact_set) \
+            if options.compact_epochs > 0 else None
     columns = ["architecture", "parameters_m", "completions_per_step", "step_s", "generation_s", "reward_s", "rest_s",
                "generated_tokens_per_s", "peak_gpu_mb", "process_peak_rss_mb"]
     print(f"{machine()}, {device}\n\n{markdown_table(rows, columns)}")
-    write_json(options.out, {"device": device, "steps": options.steps, "overrides": overrides, "results": rows})
+    if compact:
+        print("\n" + markdown_table([compact], ["architecture", "parameters_m", "sft_epochs", "sft_steps", "sft_s_per_epoch",
+                                                "grpo_step_s", "beam_users", "beam_users_per_s", "process_peak_rss_mb"]))
+    write_json(options.out, {"device": device, "steps": options.steps, "overrides": overrides, "results": rows,
+                             "compact": compact, "compact_overrides": options.compact_set})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Retrieval cost of every backend as the catalog grows: index build, size, peak memory, queries/s.
 
     python bench/retrieval.py [--sizes 16859,100000,1000000] [--backends pyserini,bm25s,dense-flat,dense-hnsw,codes]
-                              [--queries 1000] [--single 100] [--ks 10,100,1000] [--codes-max-items 100000]
+                              [--queries 1000] [--single 100] [--ks 10,100,1000]
                               [--out bench/results/retrieval.json]
 
 Catalogs: the embedded one (16,859 items) and synthetic ones made from its real titles
@@ -169,9 +169,6 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--single", type=int, default=100)
     parser.add_argument("--ks", default="10,100,1000")
-    parser.add_argument("--codes-max-items", type=int, default=100_000,
-                        help="skip the codes backend on larger catalogs (its search is a full pass per code: "
-                             "below 3.5 queries/s at 1M items)")
     parser.add_argument("--out", default="bench/results/retrieval.json")
     parser.add_argument("--cell", nargs=2, metavar=("SIZE", "BACKEND"), help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
@@ -207,10 +204,6 @@ def main() -> None:
             if size != len(task.catalog) and {"dense-flat", "dense-hnsw", "codes"} & set(backends):
                 prefill[size] = prefill_embeddings(size, cache)
             for backend in backends:
-                if backend == "codes" and size > options.codes_max_items:
-                    print(f"{size:,} items, codes: skipped (--codes-max-items {options.codes_max_items:,})",
-                          file=sys.stderr, flush=True)
-                    continue
                 print(f"{size:,} items, {backend} ...", file=sys.stderr, flush=True)
                 rows_file = scratch / f"rows-{size}-{backend}.npy"
                 cell = spawn_cell(size, backend, cache, queries_file, options, rows_file)

@@ -114,8 +114,10 @@ class RetrieverConfig:
     backend: str = field(default="bm25", **_help(
         "Frozen retriever the policy's output is searched with; codes = semantic item codes (the explicit route, "
         "configured by `codes`).", choices=RETRIEVER_BACKENDS))  # the registry itself: an entry added is a choice
-    engine: str = field(default="pyserini", **_help(
-        "bm25 engine: pyserini (Lucene) or bm25s (same scoring, pure Python, much faster).",
+    engine: str = field(default="bm25s", **_help(
+        "bm25 engine: bm25s (Lucene's BM25 in numpy, its scoring loop compiled by numba: many times pyserini's "
+        "queries/s at the rewards' depth, bench/retrieval.py) or pyserini (Lucene itself, the reference). They "
+        "rank the same (tests/test_retrievers.py).",
         choices=("pyserini", "bm25s")))
     k1: float = field(default=0.9, **_help("bm25: term-frequency saturation (pyserini's default)."))
     b: float = field(default=0.4, **_help("bm25: document-length normalisation (pyserini's default)."))
@@ -310,6 +312,11 @@ class TrainConfig:
         "grpo/rloo: run each distinct prompt once per batch in the loss's forward and backward, its keys and "
         "values shared by its group's completions (rec_rl/training/shared_prefix.py); same values, fewer FLOPs. "
         "Off, or skipped, with several processes, gradient checkpointing or multimodal inputs."))
+    rollout: str = field(default="sample", **_help(
+        "Explicit route's GRPO groups: 'sample' codes under the trie (TRL's temperature, top_p, top_k), or "
+        "'beam': the prompt's top num_generations codes of constrained beam search, the head of the list "
+        "eval.decoding=beam ranks (MiniOneRec); its completions carry their beam rank for reward.rank_weight.",
+        choices=("sample", "beam")))
     grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))

@@ -21,10 +21,13 @@ Example (the embedded Amazon Games catalog):
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bm25s
 import numpy as np
+from bm25s.scoring import _compute_relevance_from_scores_jit_ready
+from numba import njit
 from tqdm.auto import tqdm
 
 from rec_rl.config import CodesConfig, RetrieverConfig
@@ -34,6 +37,11 @@ from retrievers.base import Retriever, SearchResult, rows_result
 from rec_rl.index_cache import cached_index
 
 INDEX_FORMAT = 1  # bump when what an index holds changes, so old cache entries are not reused
+
+# bm25s's own scoring loop (per term in query order, per posting, float32 adds: its numpy path's sums
+# exactly), compiled without the GIL so that `retriever.threads` queries score at once. bm25s's numba
+# retrieval would also select the top k, but breaks ties by heap order; rec-rl orders them by row.
+_score_postings = njit(nogil=True)(_compute_relevance_from_scores_jit_ready)
 
 
 def _padding(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +188,7 @@ class Bm25sBM25(Retriever):
         settings = {"format": INDEX_FORMAT, "analyzer": analysis.ANALYZER_VERSION, "k1": self.k1, "b": self.b}
         folder = cached_index("bm25-bm25s", catalog, settings, self._build, config.cache_dir)
         self.bm25 = LuceneScoredBM25.load(folder)
+        self.threads = max(1, config.threads)
 
     def _build(self, folder: Path) -> None:
         vocab: dict[str, int] = {}
@@ -195,13 +204,32 @@ class Bm25sBM25(Retriever):
         terms = analysis.analyze(analysis.clean_text(query), self.max_query_terms)
         return [vocab[term] for term in terms if term in vocab]
 
+    def scores(self, ids: list[int]) -> np.ndarray:
+        """Every document's BM25 score for the query terms `ids`: bm25s's `get_scores_from_ids`, compiled.
+
+        At 1M items a 3-title query's terms hold ~0.8M postings (measured on the benchmark's synthetic
+        catalog), all of which any exact term-at-a-time scoring adds; compiled, the loop adds them about
+        twice as fast as `np.add.at` does, with the same float32 sums, and without holding the GIL.
+        """
+        index = self.bm25.scores
+        return _score_postings(index["data"], index["indptr"], index["indices"], index["num_docs"],
+                               np.asarray(ids, index["indices"].dtype), np.dtype(self.bm25.dtype))
+
     def _search(self, queries: list[str], k: int) -> SearchResult:
         rows, scores = _padding(len(queries), k)
-        for i, query in enumerate(queries):
-            ids = self.query_term_ids(query)
-            if ids:
-                found, found_scores = top_rows(self.bm25.get_scores_from_ids(ids), k)
+        term_ids = [self.query_term_ids(query) for query in queries]
+
+        def one(i: int) -> None:
+            if term_ids[i]:
+                found, found_scores = top_rows(self.scores(term_ids[i]), k)
                 rows[i, :len(found)], scores[i, :len(found)] = found, found_scores
+
+        if self.threads == 1 or len(queries) == 1:
+            for i in range(len(queries)):
+                one(i)
+        else:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(one, range(len(queries))))
         return rows_result(rows, scores)
 
 

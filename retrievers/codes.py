@@ -10,8 +10,10 @@ An invalid code (out-of-range numbers, a wrong level order) is read as far as it
 in one output (beams, samples, or a list) merge into one ranking: each item takes its best score over
 them (the first `MAX_CODES_PER_OUTPUT` distinct codes). Output with no code in it ranks nothing (reward 0), never an error.
 
-Distances are |r|^2 - 2 r.v + |v|^2 with one matrix product per block of codes (float32, like the
-embeddings; items closer than ~1e-6 in closeness may swap places against an exact computation).
+The closeness is 1 / (1 + distance / s), s the catalog's mean squared norm: it needs no pass over the
+catalog, so the search (`retrievers.code_index.CodeIndex`) computes distances only where the top k can
+come from. Distances are |r|^2 - 2 r.v + |v|^2 in float32 products, like the embeddings (items closer than
+~1e-6 in closeness may swap places against an exact computation).
 
 Hybrid identifiers (`codes.hybrid_weight > 0`, TransRec style): words written beside the codes are
 searched with BM25 (bm25s), and `hybrid_weight` x the BM25 score, scaled to [0, 1) per query, is added.
@@ -30,15 +32,13 @@ from rec_rl.codes.tokens import parse_codes, strip_codes
 from rec_rl.config import CodesConfig, RetrieverConfig
 from rec_rl.data.catalog import Catalog
 from retrievers.base import Retriever, SearchResult, rows_result
+from retrievers.code_index import CLOSENESS_SPAN, CodeIndex, best_first
 
-# A score is prefix length + a closeness in [0, 1), and + hybrid evidence in [0, hybrid_weight):
+# A score is prefix length + CLOSENESS_SPAN x a closeness in (0, 1], and + hybrid evidence in [0, hybrid_weight):
 # prefix length dominates as long as the hybrid weight is below 1.
-_CLOSENESS_SPAN = 0.999
-# Codes merged per output: each costs a pass over the catalog, and a degenerate output can repeat
-# thousands; the first distinct ones are what beams or a short list hold.
+# Codes merged per output: a degenerate output can repeat thousands; the first distinct ones are what
+# beams or a short list hold.
 MAX_CODES_PER_OUTPUT = 16
-# Queries per block, and distinct codes per matrix product (a 1M-item catalog: 32 x 1M scores, 256 MB).
-_BLOCK = 32
 
 
 class CodeRetriever(Retriever):
@@ -54,7 +54,7 @@ class CodeRetriever(Retriever):
             raise ValueError(f"codes.hybrid_weight is {config.hybrid_weight}; expected 0 <= weight < 1 "
                              "(code evidence must keep the lead)")
         self._item_codes = set(map(tuple, self.codes.codes.tolist()))
-        self._norms: dict[bytes, np.ndarray] = {}
+        self.index = CodeIndex(self.codes)
         self._words = None
         if config.hybrid_weight > 0:
             from retrievers.bm25 import Bm25sBM25
@@ -67,64 +67,39 @@ class CodeRetriever(Retriever):
 
     def code_scores(self, codes: list[tuple[int, ...]]) -> np.ndarray:
         """Every item's score for each generated code, shape (len(codes), items): shared prefix length +
-        closeness (module docstring). The distances of all codes come from one matrix product."""
+        closeness (module docstring), computed over the whole catalog. The hybrid search adds word evidence
+        to these; the plain search gets the same top k from `CodeIndex` without the full pass."""
         scores = np.zeros((len(codes), len(self.catalog)), np.float64)
-        by_mask: dict[bytes, tuple[np.ndarray, list[tuple[int, np.ndarray]]]] = {}
         for j, code in enumerate(codes):
             depth = min(len(code), self.codes.levels)
             matches = self.codes.codes[:, :depth] == np.asarray(code[:depth], dtype=np.int64)
             scores[j] = np.cumprod(matches, axis=1).sum(axis=1)
             vector, mask = self.codes.decode(code)
             if mask.any():
-                by_mask.setdefault(mask.tobytes(), (mask, []))[1].append((j, vector[mask]))
-        for key, (mask, decoded) in by_mask.items():
-            rows, vectors = zip(*decoded)
-            vectors = np.stack(vectors).astype(np.float32)
-            # |r - v|^2 = |r|^2 - 2 r.v + |v|^2: one product over the catalog for all codes, not a pass per code
-            product = self._reference(mask) @ vectors.T
-            distance = np.maximum(self._squared_norms(key, mask)[:, None] - 2 * product + (vectors ** 2).sum(1), 0)
-            scores[list(rows)] += _CLOSENESS_SPAN * (1.0 - distance / (distance.max(axis=0) + 1e-12)).T
+                data = self.index.mask_data(mask)
+                distance = self.index.catalog_distances(vector[mask], data)
+                scores[j] += CLOSENESS_SPAN * self.index.closeness(distance, data)
         return scores
-
-    def _reference(self, mask: np.ndarray) -> np.ndarray:
-        """The catalog's reference vectors over the dimensions `mask` keeps: a view when they are one run
-        (all of them for rq, the first sub-vectors for opq_pq), else a copy (a code with a skipped level)."""
-        columns = np.flatnonzero(mask)
-        if columns[-1] - columns[0] + 1 == len(columns):
-            return self.codes.reference[:, columns[0]:columns[-1] + 1]
-        return self.codes.reference[:, columns]
-
-    def _squared_norms(self, key: bytes, mask: np.ndarray) -> np.ndarray:
-        """|reference|^2 over the masked dimensions, per item (cached: a handful of masks ever occur)."""
-        if key not in self._norms:
-            self._norms[key] = (self._reference(mask).astype(np.float64) ** 2).sum(1)
-        return self._norms[key]
 
     def _search(self, queries: list[str], k: int) -> SearchResult:
         rows = np.full((len(queries), k), -1, np.int64)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         word_scores = self._hybrid_scores(queries) if self._words is not None else None
-        generated = [list(dict.fromkeys(parse_codes(query)))[:MAX_CODES_PER_OUTPUT] for query in queries]
-        # Queries go in blocks and their distinct codes in chunks, which bounds memory at 1M items.
-        for first in range(0, len(queries), _BLOCK):
-            block = range(first, min(first + _BLOCK, len(queries)))
-            distinct = list(dict.fromkeys(code for i in block for code in generated[i]))
-            best: dict[int, np.ndarray] = {}
-            for start in range(0, len(distinct), _BLOCK):
-                chunk = {code: j for j, code in enumerate(distinct[start:start + _BLOCK])}
-                chunk_scores = self.code_scores(list(chunk))
-                for i in block:
-                    mine = [chunk[code] for code in generated[i] if code in chunk]
-                    if mine:
-                        top = chunk_scores[mine].max(axis=0)
-                        best[i] = np.maximum(best[i], top) if i in best else top
-            for i, item_scores in best.items():
-                if word_scores is not None:
-                    item_scores = item_scores + self.config.hybrid_weight * word_scores[i]
-                top = np.argpartition(-item_scores, k - 1)[:k] if k < len(item_scores) else np.arange(len(item_scores))
-                top = top[np.lexsort((top, -item_scores[top]))]  # best first; ties by catalog row, deterministically
-                rows[i, :len(top)] = top
-                scores[i, :len(top)] = item_scores[top]
+        for i, query in enumerate(queries):
+            generated = list(dict.fromkeys(parse_codes(query)))[:MAX_CODES_PER_OUTPUT]
+            if not generated:
+                continue
+            if word_scores is not None:
+                item_scores = self.code_scores(generated).max(axis=0) + self.config.hybrid_weight * word_scores[i]
+                top, top_scores = best_first(np.arange(len(item_scores)), item_scores, k)
+            else:
+                # Several codes merge: each item keeps its best score. The union of each code's top k holds
+                # the merged top k (an item outside a code's top k scores below k items there).
+                found = [self.index.top_k(code, k) for code in generated]
+                top, top_scores = merge_best(np.concatenate([r for r, _ in found]),
+                                             np.concatenate([s for _, s in found]), k)
+            rows[i, :len(top)] = top
+            scores[i, :len(top)] = top_scores
         return rows_result(rows, scores)
 
     def _hybrid_scores(self, queries: list[str]) -> np.ndarray:
@@ -138,6 +113,14 @@ class CodeRetriever(Retriever):
                 values = ranked_scores[keep].astype(np.float64)
                 dense[i, ranked[keep]] = values / (values.max() * (1 + 1e-9)) if values.max() > 0 else 0
         return dense
+
+
+def merge_best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top `k` rows by their best score where rows repeat, best first, ties by row."""
+    order = np.lexsort((-scores, rows))  # by row, best score first within a row
+    rows, scores = rows[order], scores[order]
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    return best_first(rows[first], scores[first], k)
 
 
 def build(catalog: Catalog, config: RetrieverConfig, codes: CodesConfig) -> Retriever:

@@ -22,6 +22,10 @@ class RewardConfig:
     mrr_weight: float = field(default=0.0, **_help(
         "Weight of the MRR@k reward, 1/rank of the first target (0: logged only): as dense as NDCG@k, "
         "since any hit in the top k scores, but it weighs the top ranks the way NDCG@10 does."))
+    rank_weight: float = field(default=0.0, **_help(
+        "Weight of MiniOneRec's beam-rank reward (explicit route, train.rollout=beam): in a group that holds "
+        "the target's exact code, every other beam is penalised by 1/log2(rank + 2), normalised to sum to 1 "
+        "over the group's ranks, so wrong codes ranked above the target are pushed down hardest (0: off)."))
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))

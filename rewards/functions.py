@@ -272,6 +272,45 @@ class LengthPenalty:
         return [self.per_word * min(0, self.max_words - n) for n in words]
 
 
+class BeamRankPenalty:
+    """MiniOneRec's ranking reward over a group of beams (a TRL reward function; needs `beam_rank`).
+
+    The explicit route's beam rollouts (`train.rollout=beam`) make each GRPO group its prompt's top codes,
+    best first, and pass each completion's place as `beam_rank` (a group starts where it is 0). In a group
+    that holds a hit (the target first in the completion's ranking: its exact code), each miss at rank r
+    gets -(1/log2(r + 2)) / sum over the group's ranks of 1/log2(i + 2), and the hit 0; a group without a
+    hit gets 0 throughout. Added to an exact-match or NDCG reward, it teaches the order of the head of the
+    list, where NDCG@10 is earned, not only which code to write.
+
+    Example:
+        >>> penalty = BeamRankPenalty(scorer)                                                 # doctest: +SKIP
+        >>> penalty(prompts, codes, target_item_ids=[["7"]] * 2, beam_rank=[0, 1])  # second beam is "7" # doctest: +SKIP
+        [-0.613..., 0.0]
+    """
+
+    __name__ = "beam_rank"
+
+    def __init__(self, scorer: RetrievalScorer):
+        self.scorer = scorer
+
+    def __call__(self, prompts, completions, target_item_ids, beam_rank=None, gains=None, exclude_item_ids=None,
+                 **kwargs) -> list[float]:
+        if beam_rank is None:
+            raise ValueError("reward.rank_weight needs each completion's beam_rank: set train.rollout=beam "
+                             "(explicit route)")
+        hits = np.array(self.scorer.rewards("mrr", 1, completions, target_item_ids, gains, exclude_item_ids)) >= 1.0
+        ranks = np.asarray(beam_rank, dtype=np.int64)
+        starts = np.flatnonzero(ranks == 0).tolist() + [len(ranks)]
+        if starts[0] != 0:
+            raise ValueError("beam_rank must start every group at 0")
+        rewards = np.zeros(len(ranks))
+        for start, stop in zip(starts[:-1], starts[1:]):
+            if hits[start:stop].any():
+                weights = 1.0 / np.log2(np.arange(stop - start) + 2.0)
+                rewards[start:stop] = np.where(hits[start:stop], 0.0, -weights[ranks[start:stop]] / weights.sum())
+        return rewards.tolist()
+
+
 def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple[list, list[float]]:
     """Reward functions and their weights (GRPOConfig.reward_weights) for `spec`.
 
@@ -284,6 +323,8 @@ def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple
                          "nothing to learn from")
     weighted.sort(key=lambda pair: pair[1] == 0)  # stable: nonzero weights first, in METRICS order
     pairs = [(RetrievalReward(scorer, metric, spec.k), weight) for metric, weight in weighted]
+    if spec.rank_weight:
+        pairs.append((BeamRankPenalty(scorer), float(spec.rank_weight)))
     if spec.length_penalty:
         pairs.append((LengthPenalty(scorer.parse_mode, spec.max_query_words, spec.length_penalty), 1.0))
     if spec.log_query_length:

@@ -25,3 +25,42 @@ def test_gpu_step_bench_runs_on_cpu_with_a_tiny_policy(tiny_sequential: Path, tm
     assert 0 < row["generation_s"] < row["step_s"] and row["generated_tokens_per_s"] > 0
     assert row["peak_gpu_mb"] is None, "no GPU, no GPU memory figure"
     assert "| tiny |" in result.stdout
+
+
+def test_gpu_step_bench_times_the_compact_policy_on_cpu(tiny_sequential: Path, tmp_path: Path):
+    """`--compact-epochs`: the compact semantic-ID policy's SFT epoch, GRPO step and beam evaluation timed
+    in its own `rec-rl train configs/explicit.yaml` process (here a tiny shape on the tiny data)."""
+    out = tmp_path / "gpu_step.json"
+    shape = ("policy.architecture={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, "
+             "num_attention_heads: 2, num_key_value_heads: 2}")
+    sets = [shape, f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2", "train.test_rows=4",
+            "train.valid_rows=1", "eval.ks=[1, 5]", "eval.beam_width=5", "eval.bootstrap=20", "reward.k=10",
+            "train.sft.per_device_train_batch_size=2", "train.sft.warmup_steps=0",
+            "train.grpo={max_steps: 2, save_steps: 2, per_device_train_batch_size: 4, num_generations: 2, "
+            "max_completion_length: 3}"]
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_step.py"), "--archs", "--compact-epochs", "2",
+                             "--out", str(out), *[f"--compact-set={s}" for s in sets]],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    compact = report["compact"]
+    assert report["results"] == [] and compact["sft_epochs"] == 2 and compact["sft_steps"] > 0
+    assert 0 < compact["parameters_m"] < 0.1, "the tiny shape asked for, not the shipped one"
+    assert compact["sft_s_per_epoch"] > 0 and compact["grpo_step_s"] > 0 and compact["beam_users_per_s"] > 0
+    assert compact["beam_users"] == 4
+    assert "| codes-lm (configs/explicit.yaml) |" in result.stdout
+
+
+def test_gpu_check_script_runs_the_bench_on_cpu(tiny_sequential: Path, tmp_path: Path):
+    """`scripts/gpu_check.sh run OUT ...`: the one command a GPU machine runs (here without .gpu/ wheels, with
+    the tiny policy and no compact epoch) writes OUT/gpu_step.json and its log."""
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "run", str(out), "--archs", "tiny",
+                             "--steps", "2", "--compact-epochs", "0", f"data.path={tiny_sequential}",
+                             "train.test_rows=4", "train.valid_rows=1", "train.grpo.per_device_train_batch_size=4",
+                             "train.grpo.num_generations=2", "train.grpo.max_completion_length=6", "reward.k=10",
+                             "eval.bootstrap=20"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    (row,) = json.loads((out / "gpu_step.json").read_text())["results"]
+    assert row["architecture"] == "tiny" and row["step_s"] > 0
+    assert "| tiny |" in (out / "gpu_step.log").read_text()

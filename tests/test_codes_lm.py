@@ -111,6 +111,14 @@ def test_compact_policy_refuses_settings_it_cannot_train(cyclic_sequential: Path
         check("train.sft_data=next_item", "train.sft_alignment=true")
     with pytest.raises(ConfigError, match="train.sft_data=sequence"):
         check("policy.model=tiny", "policy.lora=true", "train.template=history_codes")
+    check("train.rollout=beam", "reward.rank_weight=1")  # MiniOneRec's setting passes
+    with pytest.raises(ConfigError, match="set train.rollout=beam"):
+        check("reward.rank_weight=1")
+    with pytest.raises(ConfigError, match="set codes.constrained=true"):
+        check("train.rollout=beam", "codes.constrained=false", "eval.decoding=greedy")
+    with pytest.raises(ConfigError, match="need the explicit route"):
+        config = load_config(None, [f"data.path={cyclic_sequential}", "train.rollout=beam"])
+        route_of(config).check(config)
 
 
 def test_item_id_codes_give_each_item_its_own_token(tiny_sequential: Path):
@@ -129,3 +137,38 @@ def test_item_id_codes_give_each_item_its_own_token(tiny_sequential: Path):
     assert not np.any(vector), "an id decodes to the zero vector, as random ids do: no distance credit"
     with pytest.raises(ValueError, match="one level"):
         item_codes(tiny_catalog, CodesConfig(method="item_id", levels=2))
+
+
+def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Path):
+    """train.rollout=beam: a GRPO group is its prompt's top num_generations codes under the trie, best first,
+    each ending with eos and carrying its beam rank; prompts not repeated in groups are refused."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rec_rl.codes.beam import beam_search_codes
+    from rec_rl.codes.lm import build_codes_lm
+    from rec_rl.training.explicit import code_token_ids, code_trie
+    from rec_rl.training.rollout import constrained_rollout
+
+    folder = build_codes_lm(tmp_path / "lm", [4, 4, 2], {"hidden_size": 32, "intermediate_size": 64,
+                                                          "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                          "num_key_value_heads": 2})
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    codes = np.array([[a, b, d] for a in range(4) for b in range(4) for d in range(2)][:20])
+    trie = code_trie(tokenizer, codes, tokenizer.eos_token_id)
+    trainer = SimpleNamespace(num_generations=4, accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model)
+    prompts = ["<bos><a_1><b_2><c_0>"] * 4 + ["<bos><a_3><b_0><c_1><a_2><b_2><c_0>"] * 4
+    out = constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts, trainer)
+    assert out["beam_rank"] == [0, 1, 2, 3] * 2 and out["logprobs"] is None
+    expected = beam_search_codes(model, tokenizer, prompts[::4], trie, depth=3, width=4)
+    valid = {tuple(code) for code in code_token_ids(tokenizer, codes).tolist()}
+    for group, beams in enumerate(expected):
+        completions = out["completion_ids"][4 * group:4 * group + 4]
+        assert [tuple(c[:-1]) for c in completions] == [code for code, _ in beams]
+        assert all(c[-1] == tokenizer.eos_token_id and tuple(c[:-1]) in valid for c in completions)
+        assert len({tuple(c) for c in completions}) == 4, "a group of beams repeats no code"
+    assert out["prompt_ids"][0] == tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
+    with pytest.raises(RuntimeError, match="num_generations=4"):
+        constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts[1:] + prompts[:1], trainer)

@@ -175,6 +175,26 @@ def test_bm25_engines_agree(first_2000, tmp_path):
     assert same >= 0.99
 
 
+def test_bm25s_compiled_threaded_search_equals_its_numpy_scoring(first_2000, tmp_path):
+    """The bm25s engine's search (bm25s's scoring loop compiled by numba, queries on two threads) gives
+    `top_rows` of bm25s's own numpy scores exactly, rows and float32 scores, at the rewards' depth."""
+    retriever = build_retriever(RetrieverConfig(backend="bm25", engine="bm25s", threads=2, cache_dir=str(tmp_path)),
+                                first_2000)
+    rng = np.random.default_rng(3)
+    titles = [first_2000.titles[row] for row in rng.choice(len(first_2000), 300, replace=False)]
+    queries = titles + [f"{a} ; {b} {b.split()[0]}" for a, b in zip(titles[::2], titles[1::2])] + ["zzzz", ""]
+    found = retriever.search(queries, 1000)
+    for query, rows, scores in zip(queries, found.rows, found.scores):
+        ids = retriever.query_term_ids(query)
+        dense = retriever.bm25.get_scores_from_ids(ids) if ids else np.zeros(len(first_2000), np.float32)
+        if ids:
+            assert np.array_equal(retriever.scores(ids), dense), query
+        expected_rows, expected_scores = top_rows(dense, 1000)
+        width = len(expected_rows)
+        assert rows[:width].tolist() == expected_rows.tolist() and (rows[width:] == -1).all(), query
+        assert np.array_equal(scores[:width], expected_scores), query
+
+
 # --- search behaviour, every backend ------------------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -331,8 +331,34 @@ def test_build_reward_functions(catalog):
     with pytest.raises(ValueError):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
-        "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "format_penalty", "max_query_words", "length_penalty",
-        "log_query_length"}
+        "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
+        "length_penalty", "log_query_length"}
+    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
+    assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
+
+
+def test_beam_rank_penalty_pushes_down_the_beams_above_a_hit():
+    """MiniOneRec's ranking reward: in a group holding the target's exact code (first hit of its ranking), each
+    miss gets -1/log2(rank + 2) normalised over the group's ranks; groups without a hit get 0."""
+    from rewards import BeamRankPenalty
+
+    class ExactHits:  # the scorer's answer to "mrr@1": 1 where the completion is the target's exact code
+        def rewards(self, metric, k, completions, target_item_ids, gains=None, exclude_item_ids=None, log_metric=None):
+            assert (metric, k) == ("mrr", 1)
+            return [1.0 if c == t[0] else 0.0 for c, t in zip(completions, target_item_ids)]
+
+    penalty = BeamRankPenalty(ExactHits())
+    completions = ["a", "b", "c", "d", "x", "y", "z", "w"]
+    targets = [["c"]] * 4 + [["q"]] * 4  # the first group's third beam is the hit; the second group has none
+    values = penalty(None, completions, targets, beam_rank=[0, 1, 2, 3, 0, 1, 2, 3])
+    weights = 1 / np.log2(np.arange(4) + 2)
+    assert np.allclose(values[:4], [-weights[0] / weights.sum(), -weights[1] / weights.sum(), 0.0, -weights[3] / weights.sum()])
+    assert values[4:] == [0.0] * 4
+    assert values[0] < values[1] < values[3] < 0  # the higher a wrong beam ranks, the harder it is pushed down
+    with pytest.raises(ValueError, match="train.rollout=beam"):
+        penalty(None, completions, targets)
+    with pytest.raises(ValueError, match="start every group"):
+        penalty(None, completions[:2], targets[:2], beam_rank=[1, 0])
 
 
 def test_trl_sees_the_names_and_calls_synchronously(catalog):

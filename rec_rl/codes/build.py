@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rec_rl.config import CodesConfig
@@ -43,6 +42,8 @@ QUANTIZER_THREADS = 1
 @contextmanager
 def _faiss_threads(count: int):
     """Run faiss with `count` OpenMP threads inside the block, and restore the thread count after it."""
+    import faiss  # imported where codes are built: cached codes load without faiss (bench/gpu_step.py carries none)
+
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(count)
     try:
@@ -127,6 +128,8 @@ def quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, l
 
 
 def _quantize(embeddings: np.ndarray, config: CodesConfig) -> tuple[np.ndarray, list[np.ndarray], list[slice], np.ndarray]:
+    import faiss
+
     n, dim = embeddings.shape
     if config.method == "item_id":
         # No quantizer: each item is its own one-token code (SASRec's item ids, as a codes-lm vocabulary), the

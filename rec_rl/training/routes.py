@@ -86,6 +86,9 @@ class ImplicitRoute(Route):
     name = "implicit"
 
     def check(self, config: RunConfig) -> None:
+        if config.reward.rank_weight or config.train.rollout != "sample":
+            raise ConfigError("train.rollout=beam and reward.rank_weight rank item codes under the code trie: they "
+                              "need the explicit route (retriever.backend=codes)")
         if config.eval.decoding == "beam":
             raise ConfigError("eval.decoding=beam ranks item codes under the code trie: it needs the explicit "
                               "route (retriever.backend=codes); a query is searched with the retriever instead")
@@ -125,6 +128,11 @@ class ExplicitRoute(Route):
         if config.codes.constrained and config.codes.hybrid_weight > 0:
             raise ConfigError("codes.hybrid_weight > 0 needs codes.constrained=false: the code trie ends every "
                               "output after its code, leaving no room for the title words hybrid identifiers add")
+        if config.train.rollout == "beam" and not config.codes.constrained:
+            raise ConfigError("train.rollout=beam searches the code trie: set codes.constrained=true")
+        if config.reward.rank_weight and config.train.rollout != "beam":
+            raise ConfigError("reward.rank_weight scores each code's place among its group's beams: set "
+                              "train.rollout=beam (sampled groups have no ranks)")
         if config.codes.constrained and config.train.algorithm != "grpo":
             raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
                               "rollout hook); set codes.constrained=false or use grpo")
@@ -173,7 +181,9 @@ class ExplicitRoute(Route):
             return explicit.sft_validation(config, task, retriever, tokenizer, trie, self)
 
         policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume, validation)
-        kwargs = {"rollout_func": constrained_rollout(policy.trie, policy.tokenizer)} if policy.trie is not None else {}
+        depth = self.codes(retriever).shape[1]  # one token per code level
+        kwargs = ({"rollout_func": constrained_rollout(policy.trie, policy.tokenizer, depth, config.train.rollout)}
+                  if policy.trie is not None else {})
         return PreparedPolicy(policy.model, policy.tokenizer, policy.trie,
                               "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs)
 

@@ -60,30 +60,37 @@ def check_reward_signal(reward_funcs, reward_weights: list[float], reference: tu
     """Fail before training when the reward cannot vary; report the trivial query's reward (the reward curve's
     floor) and the starting policy's.
 
-    `reference` is `(prompts, trivial queries, rows)` for a sample of training rows: the trivial last-titles
-    queries must earn rewards that are not all identical, so a retriever that returns nothing, or a reward
-    that always reads 0, fails here instead of wasting a run on a constant (a retriever that raises for
-    every query already raised in the scorer). `start` is `(prompts, greedy completions, rows)` of the
-    starting policy on the validation users: they may legitimately all score 0 (a tiny or untrained model);
-    GRPO then has no signal, which is warned about rather than fatal.
+    `reference` is `(prompts, trivial queries, rows)` for a sample of training rows, `start` is `(prompts,
+    greedy completions, rows)` of the starting policy on the validation users. If both earn one constant
+    reward, a retriever that returns nothing or a reward that always reads 0 is the likely cause, and the
+    run fails here instead of wasting its steps on a constant (a retriever that raises for every query
+    already raised in the scorer). One of them alone may legitimately be constant: an untrained policy
+    that never reaches the target, or an exact-match reward (reward.k=1) that the last item's code never
+    earns; GRPO then has signal only where some completion of a group scores differently, which is warned.
     """
     weights = np.array(reward_weights, dtype=float)
 
     def rewards_of(prompts, completions: list[str], rows) -> np.ndarray:
         """Per completion: each reward function's value (columns in `reward_funcs` order)."""
         columns = {c: list(rows[c]) for c in REWARD_COLUMNS}
+        columns["beam_rank"] = [0] * len(completions)  # a lone completion: its own group of one beam
         return np.array([f(prompts=prompts, completions=completions, **columns) for f in reward_funcs]).T
 
     prompts, queries, rows = reference
     trivial = rewards_of(prompts, [format_answer(q, parse_mode) for q in queries], rows)
-    main_name = reward_funcs[0].__name__
-    if len(set(trivial[:, 0].tolist())) == 1:
-        raise RuntimeError(f"reward {main_name} is {trivial[0, 0]} for all {len(trivial)} trivial "
-                           "last-titles queries: the retriever or the reward is broken, or reward.k is too small")
     policy = rewards_of(*start)
-    if len(set(policy[:, 0].tolist())) == 1:
+    main_name = reward_funcs[0].__name__
+    constant = {name: len(set(values[:, 0].tolist())) == 1 for name, values in (("trivial", trivial), ("start", policy))}
+    if all(constant.values()):
+        raise RuntimeError(f"reward {main_name} is {trivial[0, 0]} for all {len(trivial)} trivial queries on training "
+                           f"rows and {policy[0, 0]} for all {len(policy)} starting-policy completions: the retriever "
+                           "or the reward is broken, or reward.k is too small")
+    if constant["start"]:
         print(f"warning: the starting policy's {len(policy)} greedy completions on validation users all earn "
               f"{main_name} = {policy[0, 0]}; GRPO learns nothing until some completion in a group scores differently")
+    elif constant["trivial"]:
+        print(f"warning: the {len(trivial)} trivial queries on training rows all earn {main_name} = {trivial[0, 0]} "
+              "(the starting policy's vary)")
     # The weighted sum is what TRL logs as `reward`, so the trivial query's is the reward curve's floor.
     return {"trivial/reward": float((trivial @ weights).mean()), "start/reward": float((policy @ weights).mean()),
             "start/nonzero_share": float(np.mean(policy[:, 0] != 0))}
