@@ -54,6 +54,12 @@ COMMON = ["retriever.engine=bm25s", "train.eval_every=0", "train.test_rows=32", 
           "train.wandb_mode=disabled"]
 
 
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of the model saved in `model_dir`, read from its safetensors header (no weights loaded)."""
+    with safe_open(model_dir / "model.safetensors", "pt") as weights:
+        return sum(int(np.prod(weights.get_slice(key).get_shape())) for key in weights.keys())
+
+
 def run_architecture(name: str, tokenizer: str | None, steps: int, folder: Path, overrides: list[str]) -> dict:
     """One architecture's `rec-rl train` run; its parameters, per-step timings and memory."""
     import torch
@@ -74,8 +80,7 @@ def run_architecture(name: str, tokenizer: str | None, steps: int, folder: Path,
             for key in ("time/step_s", "time/generation_s", "time/reward_s")}
     completions = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["grpo"]["per_device_train_batch_size"])
     tokens = float(np.mean([e["completions/mean_length"] for e in measured])) * completions
-    with safe_open(model_dir / "model.safetensors", "pt") as weights:
-        parameters = sum(int(np.prod(weights.get_slice(key).get_shape())) for key in weights.keys())
+    parameters = parameter_count(model_dir)
     peak = [e["memory/peak_gpu_mb"] for e in measured if "memory/peak_gpu_mb" in e]
     return {"architecture": name, "parameters_m": parameters / 1e6, "layers": config["num_hidden_layers"],
             "hidden": config["hidden_size"], "steps_measured": len(measured), "completions_per_step": completions,
@@ -105,8 +110,7 @@ def run_compact(epochs: int, folder: Path, overrides: list[str]) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     base = next(s for s in results["systems"] if s["name"] == results["roles"]["base"])
     sft_steps = max(e["step"] for e in map(json.loads, (run_dir / "sft_metrics.jsonl").read_text().splitlines()))
-    with safe_open(run_dir / "init" / "model.safetensors", "pt") as weights:
-        parameters = sum(int(np.prod(weights.get_slice(key).get_shape())) for key in weights.keys())
+    parameters = parameter_count(run_dir / "init")
     rows = results["protocol"]["table"]["rows"]
     return {"architecture": "codes-lm (configs/explicit.yaml)", "parameters_m": parameters / 1e6, "sft_epochs": epochs,
             "sft_steps": sft_steps, "sft_s_per_epoch": results["sft_seconds"] / epochs,

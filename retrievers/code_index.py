@@ -227,26 +227,6 @@ class CodeIndex:
             positions, distance = self._closest(np.r_[positions, extra], target, data, need,
                                                 np.r_[distance, self.distances(extra, target, data)])
         return self.order[positions], distance
-        starts, centroids, radii = self.buckets(data, level + 1)
-        first, last = np.searchsorted(starts, lo), np.searchsorted(starts, hi)
-        bucket_lo = starts[first:last]
-        bucket_hi = np.r_[starts[first + 1:last], hi]
-        keep = (bucket_lo != skip[0]) | (bucket_hi != skip[1])  # the code's own bucket is `skip`, already scored
-        bucket_lo, bucket_hi = bucket_lo[keep], bucket_hi[keep]
-        centre = centroids[first:last][keep]
-        gap = np.maximum(np.sqrt(np.maximum(((centre - target) ** 2).sum(1), 0)) - radii[first:last][keep], 0) ** 2
-        visit = np.argsort(gap, kind="stable")
-        sizes = (bucket_hi - bucket_lo)[visit]
-        enough = int(np.searchsorted(np.cumsum(sizes), need)) + 1  # the first buckets that hold `need` items
-        positions, distance = self._closest(spans(bucket_lo[visit[:enough]], bucket_hi[visit[:enough]]),
-                                            target, data, need)
-        margin = 1e-5 * data["scale"]  # float32 products: a bound this close to the k-th is visited too
-        more = visit[enough:][gap[visit[enough:]] <= distance.max() + margin]
-        if len(more):
-            extra = spans(bucket_lo[more], bucket_hi[more])
-            positions, distance = self._closest(np.r_[positions, extra], target, data, need,
-                                                np.r_[distance, self.distances(extra, target, data)])
-        return self.order[positions], distance
 
     def _closest(self, positions: np.ndarray, target: np.ndarray, data: dict, need: int,
                  distance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -74,9 +74,8 @@ def constrained_rollout(trie: CodeTrie, tokenizer, depth: int, mode: str = "samp
             for rank in range(group):
                 completion_ids.append(list(codes[min(rank, len(codes) - 1)]) + [end_id])
                 ranks.append(rank)
-        tokenizer.padding_side = "left"
-        inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        return {"prompt_ids": prompt_ids_of(inputs), "completion_ids": completion_ids, "logprobs": None,
-                "beam_rank": ranks}
+        heads_ids = [tokenizer(head, add_special_tokens=False)["input_ids"] for head in heads]
+        return {"prompt_ids": [ids for ids in heads_ids for _ in range(group)], "completion_ids": completion_ids,
+                "logprobs": None, "beam_rank": ranks}
 
     return sample if mode == "sample" else beam
