@@ -369,11 +369,11 @@ COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_
 
 @dataclass
 class CompareConfig:
-    runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS), **_help(
-        "`rec-rl compare`'s training runs (rec_rl/experiments/compare.py): implicit_bm25 / implicit_dense (the "
-        "policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (it writes semantic codes, "
-        "constrained decoding; SFT and SFT + GRPO), explicit_random (the same with random ids: the control), "
-        "hybrid_rq (codes plus title words, unconstrained).",
+    runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS[:-1]), **_help(
+        "`rec-rl compare`'s training runs (rec_rl/experiments/compare): implicit_bm25 / implicit_dense (the "
+        "LLM policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (the compact semantic-ID "
+        "policy writes codes, constrained beam search; SFT and SFT + GRPO), explicit_random (the same with random "
+        "ids: the control), hybrid_rq (the LLM writes codes plus title words, unconstrained; not run by default).",
         choices=COMPARE_RUNS))
     hybrid_weight: float = field(default=0.5, **_help(
         "codes.hybrid_weight of the hybrid_rq run (BM25 evidence of the written words, below 1)."))

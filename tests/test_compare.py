@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from rec_rl.cli import main
-from rec_rl.config import ConfigError, load_config
+from rec_rl.config import ConfigError, load_config, to_dict
 from rec_rl.data import load_task
 from rec_rl.experiments.compare import BUDGETS, compare, route_runs, run_overrides
 
 from tests.conftest import TINY_ITEMS, TINY_SEQUENCES, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -55,9 +57,28 @@ def test_run_settings_are_budget_then_user_then_route(capsys):
                                              runs["explicit_rq"], Path("runs/x")))
     assert config.train.grpo["max_steps"] == 3, "the user's override beats the preset"
     assert config.train.test_rows == BUDGETS["cpu"]["train.test_rows"], "the preset beats the defaults"
-    assert (config.retriever.backend, config.codes.method, config.train.template) == ("codes", "rq", "history_titles_codes")
+    assert (config.retriever.backend, config.codes.method, config.train.template) == ("codes", "rq", "codes_sequence")
     assert config.train.run_dir == "runs/x"
     assert "retriever.backend" in capsys.readouterr().out, "the ignored override is reported"
+    assert config.train.sft["num_train_epochs"] == 20 and config.train.sft["max_steps"] == -1, \
+        "the compact policy's own training beats the preset's 40 SFT steps"
+    config = load_config(None, run_overrides("cpu", ["train.sft.num_train_epochs=2"], runs["explicit_rq"], Path("x")))
+    assert config.train.sft["num_train_epochs"] == 2, "the user's override beats the compact policy's training"
+    implicit = load_config(None, run_overrides("cpu", [], runs["implicit_bm25"], Path("x")))
+    assert (implicit.policy.model, implicit.train.sft["max_steps"]) == ("smollm2-135m", BUDGETS["cpu"]["train.sft.max_steps"])
+
+
+@pytest.mark.parametrize("method", ["rq", "opq_pq", "random"])
+def test_compared_explicit_runs_train_as_configs_explicit_yaml(method: str):
+    """The comparison's compact runs are `rec-rl train configs/explicit.yaml` (with that code method), on the
+    comparison's shared test rows and in its own folders."""
+    runs = route_runs(load_config())
+    compared = to_dict(load_config(None, run_overrides("cpu", [], runs[f"explicit_{method}"], Path("runs/x"))))
+    shipped = to_dict(load_config(REPO / "configs" / "explicit.yaml", [f"codes.method={method}"]))
+    for config in (compared, shipped):
+        for key in ("test_rows", "test_cold_rows", "run_dir"):
+            config["train"].pop(key)
+    assert compared == shipped
 
 
 @pytest.mark.parametrize("budget", sorted(BUDGETS))
@@ -122,9 +143,9 @@ def test_compare_end_to_end_then_reuses_its_runs(cold_sequential: Path, tmp_path
     assert systems["base policy -> dense"]["sft_seconds"] == systems["GRPO -> dense"]["sft_seconds"] == 0
     assert 0 < systems["SFT -> rq codes"]["sft_seconds"] == systems["SFT+GRPO -> rq codes"]["sft_seconds"]
     assert systems["SFT -> rq codes"]["rl_seconds"] == 0 < systems["SFT+GRPO -> rq codes"]["rl_seconds"]
-    # Both routes read the same history, newest first, and the table says what each could write.
-    assert systems["GRPO -> dense"]["prompt"].startswith("history_query_recent, 5 titles")
-    assert systems["SFT -> rq codes"]["prompt"].startswith("history_titles_codes, 5 titles")
+    # The table says which policy each run trained, what it read and what it could write.
+    assert systems["GRPO -> dense"]["prompt"].startswith("tiny: history_query_recent, last 5 items")
+    assert systems["SFT -> rq codes"]["prompt"].startswith("codes-lm: codes_sequence, last 20 items")
     assert systems["SFT+GRPO -> rq codes"]["invalid_rate"] == 0, "constrained decoding writes catalog codes"
 
     # The rows equal what each run reported itself, on the sample rows.

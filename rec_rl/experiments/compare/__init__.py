@@ -1,20 +1,22 @@
 """`rec-rl compare`: the implicit route and the explicit bridge on the same work, in one table.
 
 The training runs (`compare.runs`), each one `rec-rl train` in its own process and folder:
-- implicit_bm25, implicit_dense: the policy writes a search query; rows for the base policy (zero-shot)
-  and after GRPO;
-- explicit_rq, explicit_opq_pq: it writes a semantic item code (residual, or OPQ + product codes) with
-  constrained decoding; rows after the SFT warm-up and after SFT + GRPO;
-- hybrid_rq: a code plus title words, unconstrained, searched by code and by BM25 over the words.
+- implicit_bm25, implicit_dense: the LLM policy (policy.model) writes a search query; rows for the base
+  policy (zero-shot) and after GRPO;
+- explicit_rq, explicit_opq_pq: the compact semantic-ID policy (codes-lm, configs/explicit.yaml's training:
+  plan.COMPACT_TRAINING) writes the next item's code (residual, or OPQ + product codes), ranked by
+  constrained beam search; rows after its next-item pretraining (SFT) and after SFT + GRPO;
+- explicit_random: the same with random ids of the same shape, the control for semantic codes;
+- hybrid_rq (not in the default list): the LLM writes a code plus title words, unconstrained, searched by
+  code and by BM25 over the words.
 Beside them: the baselines of `eval.baselines` (popularity, transitions, BM25 and dense over the last
 1 and last `data.history_len` titles) and each code method's "code of the last item".
 
 Every system is scored on the same test rows: a seeded sample (`train.test_rows`, the main table) plus
 `train.test_cold_rows` cold-start rows (the next item had no interaction before the test period),
-reported apart. Every run shares the data, the policy model and the RL budget (`train.grpo`: prompts
-per step, completions per prompt, optimizer steps), which a budget preset (`BUDGETS`) sets; the
-user's overrides win over the preset, and each run's own route settings (`RUNS`) over both.
-
+reported apart. Every run shares the data, the test and validation users, and the budget preset's
+settings (`BUDGETS`); the explicit runs' own training (`COMPACT_TRAINING`) replaces the preset's, the
+user's overrides win over both, and what makes each run its route (`RouteRun.overrides`) over all.
 Writes `compare.md`, `compare.json`, `rewards.png` (the training reward of every run on one chart,
 and the SFT losses) and `metrics.png` (bars with 95% intervals). Every run logs to wandb project
 `train.wandb_project` in group `compare-<output folder name>`, and so does the summary.
@@ -115,15 +117,14 @@ def compare(config_path: str | None, overrides: list[str], budget: str = "cpu") 
     header = (f"# rec-rl compare\n\n`{command}` on {machine()}: {wall / 60:.1f} min in all "
               f"(runs reused from an earlier invocation count their own time in 'SFT s' and 'RL s' only).\n\n"
               f"Same data ({config.data.path or 'embedded Amazon Games 2018'}, full-catalog ranking, the user's history "
-              f"excluded), same policy ({config.policy.model}), same RL budget for every route: "
+              f"excluded) and the same test users for every system. The implicit runs train {config.policy.model} with "
               f"{grpo['max_steps']} GRPO steps of {grpo['per_device_train_batch_size'] // grpo['num_generations']} "
-              f"prompts x {grpo['num_generations']} completions; the explicit route first runs "
-              f"{config.train.sft['max_steps']} SFT steps of {config.train.sft['per_device_train_batch_size']} examples. "
-              f"Both routes read the same last {config.data.history_len} titles, newest first ('prompt' says what each "
-              f"run read and how many tokens it could write). 'SFT s' and 'RL s' are the training behind a row, RL with "
-              f"its periodic validations, neither with the test evaluation ('test eval s'); 'peak MB' is the peak "
-              f"resident memory of the process that made the row. Each route's best system is chosen on its run's "
-              f"validation users, which are disjoint from these test users. Metrics are x100.")
+              f"prompts x {grpo['num_generations']} completions; the explicit runs train the compact semantic-ID policy "
+              f"(codes-lm) as configs/explicit.yaml does (next-item pretraining, then GRPO). 'policy: prompt' says what "
+              f"each run's policy read and how many tokens it could write. 'SFT s' and 'RL s' are the training behind a "
+              f"row, each with its periodic validations, neither with the test evaluation ('test eval s'); 'peak MB' is "
+              f"the peak resident memory of the process that made the row. Each route's best system is chosen on its "
+              f"run's validation users, which are disjoint from these test users. Metrics are x100.")
     text = markdown(summary, header, int(sample.sum()), int(cold.sum()))
     output.mkdir(parents=True, exist_ok=True)
     (output / "compare.md").write_text(text)

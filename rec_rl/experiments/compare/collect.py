@@ -30,7 +30,7 @@ class CompareEntry:
     rl_seconds: float = 0.0  # GRPO that made it, with its periodic validations, without the test evaluation
     peak_rss_mb: float | None = None  # of the process that trained and evaluated it
     valid_metrics: dict | None = None  # its mean metrics on the run's validation users: what the best system is chosen by
-    prompt: str = ""  # what the policy read and could write: template, completion cap
+    prompt: str = ""  # the policy, what it read and what it could write: model, template, history, completion cap
 
 
 def run_entries(name: str, run: RouteRun, folder: Path, facts: dict, row_ids: list[str]) -> list[CompareEntry]:
@@ -42,8 +42,8 @@ def run_entries(name: str, run: RouteRun, folder: Path, facts: dict, row_ids: li
     summaries = {s["name"]: s for s in results["systems"]}
     roles, valid = results["roles"], results["valid_metrics"]
     settings = yaml.safe_load((folder / "config.yaml").read_text())
-    prompt = (f"{settings['train']['template']}, {settings['data']['history_len']} titles, "
-              f"<= {settings['train']['grpo']['max_completion_length']} tokens")
+    prompt = (f"{settings['policy']['model']}: {settings['train']['template']}, last {settings['data']['history_len']} "
+              f"items, <= {settings['train']['grpo']['max_completion_length']} tokens")
 
     def result(role: str, name: str) -> SystemResult:
         key = roles[role]

@@ -12,7 +12,7 @@ def markdown(summary: dict, header: str, sample_rows: int, cold_rows: int) -> st
     """compare.md: the main table, the paired test, and the cold-start table."""
     names = summary["metric_names"]
     columns = ["system", "route", *[f"{m} (x100)" for m in names], "invalid %", "query words", "tokens generated",
-               "SFT s", "RL s (with validation)", "test eval s", "peak MB", "prompt"]
+               "SFT s", "RL s (with validation)", "test eval s", "peak MB", "policy: prompt"]
     lines = [header, "", f"## All systems: {sample_rows} sampled test users (95% bootstrap intervals)", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for s in summary["systems"]:
