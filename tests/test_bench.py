@@ -64,3 +64,20 @@ def test_gpu_check_script_runs_the_bench_on_cpu(tiny_sequential: Path, tmp_path:
     (row,) = json.loads((out / "gpu_step.json").read_text())["results"]
     assert row["architecture"] == "tiny" and row["step_s"] > 0
     assert "| tiny |" in (out / "gpu_step.log").read_text()
+
+
+def test_generation_bench_times_every_setup_against_the_default_batch(tiny_sequential: Path, tmp_path: Path):
+    out = tmp_path / "generation.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "generation.py"), "--rows", "3", "--out", str(out),
+                             f"data.path={tiny_sequential}", "policy.model=tiny", "data.user_split=shared"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = {row["setup"]: row for row in report["results"]}
+    assert list(rows) == ["batch 16", "batch 32 (default)", "batch 64", "batch 32, cap 48", "batch 32, cap 64"]
+    default = rows["batch 32 (default)"]
+    assert default["same queries as batch 32"] == 1.0 and default["speed vs batch 32"] == 1.0
+    assert all(row["rows"] == 3 and row["seconds"] > 0 and 0 <= row["same queries as batch 32"] <= 1
+               for row in rows.values())
+    assert rows["batch 32, cap 64"]["tokens generated"] >= default["tokens generated"], "a longer cap writes no less"
+    assert "| batch 64 |" in result.stdout and "| batch 64 |" in out.with_suffix(".md").read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from rec_rl.codes.build import ItemCodes, deduplicate, item_codes, quantize
 from rec_rl.codes.tokens import add_code_tokens, code_text, parse_codes, strip_codes, vocabulary
 from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
 from rec_rl.config import CodesConfig, ConfigError, PolicyConfig, RetrieverConfig, load_config
-from rec_rl.data import load_task
+from rec_rl.data import Catalog, load_task
 from retrievers.code_index import CodeIndex
 from retrievers.codes import CodeRetriever
 
@@ -81,6 +83,51 @@ def test_codes_are_unique_cached_and_reported(tiny_catalog):
     errors = [np.linalg.norm(codes.reference[i] - codes.decode(tuple(codes.codes[i]))[0]) for i in range(len(codes.codes))]
     spread = np.linalg.norm(codes.reference - codes.reference.mean(0), axis=1).mean()
     assert np.mean(errors) < spread
+
+
+@pytest.mark.parametrize("method", ["rq", "random"])  # opq_pq needs 384+ items: its shipped files are checked below
+def test_shipped_codes_are_used_as_shipped_and_never_rebuilt(tiny_catalog, tmp_path: Path, monkeypatch, method: str):
+    from rec_rl.codes import build
+
+    config = CodesConfig(method=method, levels=2, codebook_bits=2)
+    folder = build.ship_codes(tiny_catalog, config, root=tmp_path)
+    built = item_codes(tiny_catalog, dataclasses.replace(config, shipped=False))
+    monkeypatch.setattr(build, "SHIPPED", tmp_path)
+    monkeypatch.setattr(build, "quantize", lambda *a: pytest.fail("shipped codes were rebuilt"))
+    shipped = item_codes(tiny_catalog, config)
+    assert shipped.stats["shipped"] and not built.stats["shipped"]
+    assert np.array_equal(shipped.codes, built.codes) and np.allclose(shipped.reference, built.reference)
+    assert [np.array_equal(a, b) for a, b in zip(shipped.centroids, built.centroids)] == [True, True]
+    assert json.loads((folder / "manifest.json").read_text())["codes_hash"] == build.array_hash(built.codes)
+    # Another catalog, or other settings, are not served the shipped codes; they build their own.
+    other = Catalog.from_items(list(zip(tiny_catalog.ids, [t + " x" for t in tiny_catalog.titles])))
+    assert build.shipped_codes(other, config) is None
+    assert build.shipped_codes(tiny_catalog, dataclasses.replace(config, codebook_bits=3)) is None
+    # A shipped file that changed is refused, naming the folder and the way out.
+    codes = np.load(folder / "codes.npy")
+    np.save(folder / "codes.npy", codes[::-1])
+    with pytest.raises(RuntimeError, match=f"{folder.name}.*codes.shipped=false"):
+        item_codes(tiny_catalog, config)
+
+
+def test_the_shipped_codes_are_whole_and_name_the_embedded_catalog():
+    """What rec-rl ships for the embedded catalog (rec-rl build-codes --ship): every file as its manifest
+    says, one code per item, and the manifest's hash is the codes'."""
+    from rec_rl.codes import build
+
+    catalog = load_task(load_config(None).data).catalog
+    folders = sorted(build.SHIPPED.glob("*/manifest.json"))
+    assert {f.parent.name for f in folders} == {"rq-3x8", "opq_pq-3x8"}
+    for manifest_file in folders:
+        manifest = json.loads(manifest_file.read_text())
+        method, shape = manifest_file.parent.name.split("-")
+        config = CodesConfig(method=method, levels=int(shape.split("x")[0]), codebook_bits=int(shape.split("x")[1]))
+        assert build.shipped_codes(catalog, config) == manifest_file.parent, "made for the embedded catalog"
+        codes = np.load(manifest_file.parent / "codes.npy")
+        assert codes.shape == (len(catalog), config.levels + 1) and len(np.unique(codes, axis=0)) == len(catalog)
+        assert build.array_hash(codes) == manifest["codes_hash"]
+        if method == "opq_pq":  # its reference space is the embeddings rotated by the shipped OPQ matrix
+            assert np.load(manifest_file.parent / "rotation.npy").shape == (384, 384)
 
 
 def test_opq_pq_codes_slices_and_small_catalog_error():

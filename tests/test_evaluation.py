@@ -14,7 +14,7 @@ from rec_rl.data import Catalog
 from rec_rl.evaluation.baselines import (last_titles_query, popularity_counts, rank_popularity, rank_transitions,
                                          transition_counts)
 from rec_rl.evaluation.bootstrap import bootstrap_interval, paired_difference
-from rec_rl.evaluation.run import run_eval
+from rec_rl.evaluation.run import coverage, run_eval
 
 CATALOG = Catalog.from_items([(str(i), f"item {i}") for i in range(6)])
 
@@ -83,6 +83,15 @@ def test_eval_end_to_end_on_tiny_data(tiny_sequential: Path, tmp_path: Path):
     # After dropping each user's history, top-1: u1 -> 6, u2 -> 0, u3 -> 1 (hit), u4 -> 6, u5 -> 1.
     assert popularity["ndcg@1"]["mean"] == pytest.approx(1 / 5)
     assert popularity["recall@1"]["mean"] == pytest.approx(1 / 5)
+    # Coverage, from the same top-1 lists: popularity names items 6, 0 and 1 first.
+    assert systems["popularity"]["distinct_first_items"] == 3 and "distinct_first_items" in markdown
+    assert systems["popularity"]["distinct_items@10"] >= 3, "its top 5 (the lists' length here) holds them and more"
     for system in systems.values():
         for value in system["metrics"].values():
             assert 0.0 <= value["low"] <= value["mean"] <= value["high"] <= 1.0
+
+
+def test_coverage_counts_distinct_items_first_and_in_the_top_k():
+    rankings = np.array([[3, 1, 2], [3, 2, -1], [3, 5, 1]])
+    assert coverage(rankings, k=1) == {"distinct_first_items": 1, "distinct_items@1": 1}, "one item for everyone"
+    assert coverage(rankings, k=3) == {"distinct_first_items": 1, "distinct_items@3": 4}, "-1 (no item) is not an item"

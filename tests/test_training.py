@@ -426,3 +426,41 @@ def test_recommend_answers_good_lines_and_names_the_bad_ones(tiny_sequential: Pa
     # The Python API gives the same top items.
     api = load_recommender(run_dir).recommend([["0", "1"]], k=3)[0]
     assert [i["item_id"] for i in api["items"]] == [i["item_id"] for i in answers[0]["items"]]
+
+
+def test_warm_start_clones_the_trivial_query_then_rl_starts_from_it(tiny_sequential: Path, tmp_path: Path):
+    from rec_rl.data import load_task
+    from rec_rl.evaluation.baselines import last_titles_query
+    from rec_rl.policy import load_policy
+    from rec_rl.training.sft import trivial_query_examples
+
+    run_dir = tmp_path / "run"
+    config = tiny_run(tiny_sequential, run_dir, 1, "retriever.backend=bm25", "train.warm_start=true",
+                      "train.sft={max_steps: 12, per_device_train_batch_size: 4, learning_rate: 0.01, "
+                      "logging_steps: 1, warmup_steps: 0}")
+    task = load_task(config.data)
+    _, tokenizer = load_policy(config.policy)
+    examples = trivial_query_examples(task, config, tokenizer)
+    rows = task.split("train")
+    assert len(examples) == len(rows)
+    for example, row in zip(examples, rows):
+        # The answer is the trivial query's words, newest title first, and the prompt is the RL prompt.
+        assert sorted(example["completion"].split()) == sorted(last_titles_query(row["history_titles"], 5).split())
+        assert example["completion"].startswith(row["history_titles"][-1])
+        assert example["prompt"].rstrip().endswith("Query:")
+
+    markdown = train(config)
+    losses = [e["loss"] for e in MetricsLog(run_dir / "sft_metrics.jsonl").read() if "loss" in e]
+    assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3]), "the warm start's SFT loss falls"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["roles"]["base"] == "warm-started policy" and results["sft_seconds"] > 0
+    assert "trained - warm-started policy" in markdown
+    assert (run_dir / "sft" / "config.json").is_file() and (run_dir / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_warm_start_with_nothing_to_train_is_refused(tmp_path: Path):
+    from rec_rl.training.routes import route_of
+
+    config = load_config(None, ["train.warm_start=true", "train.sft.max_steps=0", f"train.run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="train.warm_start"):
+        route_of(config).check(config)

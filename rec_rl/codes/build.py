@@ -11,6 +11,11 @@ Items that share all quantizer levels get one more level numbering them (0, 1, .
 code is unique and a generated code names at most one item. Codes are cached beside the catalog's
 content hash (`rec_rl.index_cache`), like indexes, and rebuilt if the catalog, encoder or settings change.
 
+The embedded catalog's codes also ship with rec-rl (`SHIPPED`, `codes.shipped`): the encoder's embeddings
+differ in their last bits between processors (other SIMD kernels), k-means turns that into other codes
+(measured: 14,674 distinct rq codes on one machine, 14,726 on another), and every explicit-route number
+depends on the codes. The shipped ones are the same everywhere; `rec-rl build-codes --ship` writes them.
+
 Example:
     >>> codes = item_codes(catalog, CodesConfig())      # doctest: +SKIP
     >>> codes.codes[0], codes.stats["unique_codes"]      # doctest: +SKIP
@@ -32,6 +37,7 @@ from rec_rl.data.catalog import Catalog
 from rec_rl.index_cache import cached_index
 
 CODES_FORMAT = 2  # bump when what the cached files mean changes (2: built with QUANTIZER_THREADS)
+SHIPPED = Path(__file__).parent / "shipped"  # <method>-<levels>x<bits>/: codes, centroids, (rotation), stats, manifest
 _ENCODE_CHUNK = 65_536  # rows the residual quantizer encodes at a time
 _TRAIN_ROWS = 100_000  # rows the residual quantizer trains on at most
 # faiss's k-means and beam search give other codes under another OpenMP thread count (measured: every one of
@@ -214,9 +220,58 @@ def code_stats(codes: np.ndarray, largest_group: int, sizes: list[int], seconds:
     }
 
 
-def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> ItemCodes:
-    """The catalog's codes under `config`: loaded from the cache, or built (embedding + quantizer) into it."""
-    embeddings = catalog_embeddings(catalog, config, cache_dir)
+def _shipped_key(catalog: Catalog, config: CodesConfig) -> dict:
+    """What shipped codes must have been made from to stand for a build under `config` on `catalog`."""
+    return {"format": CODES_FORMAT, "catalog_hash": catalog.content_hash, "encoder": config.encoder,
+            "method": config.method, "levels": config.levels, "bits": config.codebook_bits}
+
+
+def shipped_codes(catalog: Catalog, config: CodesConfig, root: Path | None = None) -> Path | None:
+    """The folder of the codes rec-rl ships for `catalog` under `config` (under `root`, default `SHIPPED`),
+    or None when it ships none for them. A shipped file that does not match its manifest is an error."""
+    from rec_rl.index_cache import MANIFEST, file_hashes
+
+    folder = (root or SHIPPED) / f"{config.method}-{config.levels}x{config.codebook_bits}"
+    if not (folder / MANIFEST).is_file():
+        return None
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if any(manifest.get(key) != value for key, value in _shipped_key(catalog, config).items()):
+        return None  # made for another catalog, encoder or format
+    if file_hashes(folder) != manifest["files"]:
+        raise RuntimeError(f"{folder}: the shipped codes' files do not match {folder / MANIFEST}; reinstall rec-rl "
+                           "or set codes.shipped=false to build the codes on this machine")
+    return folder
+
+
+def ship_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None, root: Path | None = None) -> Path:
+    """Build the codes on this machine (or take them from its cache) and write them as the shipped ones
+    (`rec-rl build-codes --ship`); returns their folder under `root` (default `SHIPPED`)."""
+    import dataclasses
+    import platform
+    import shutil
+
+    from rec_rl.index_cache import MANIFEST, file_hashes
+
+    built = _codes_folder(catalog, dataclasses.replace(config, shipped=False), cache_dir)
+    folder = (root or SHIPPED) / f"{config.method}-{config.levels}x{config.codebook_bits}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    names = ["codes.npy", "centroids.npy", "stats.json"] + (["rotation.npy"] if config.method == "opq_pq" else [])
+    for name in names:
+        shutil.copyfile(built / name, folder / name)
+    manifest = {**_shipped_key(catalog, config), "codes_hash": array_hash(np.load(folder / "codes.npy")),
+                "built_on": f"{platform.processor() or platform.machine()}", "files": file_hashes(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def _codes_folder(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None,
+                  embeddings: np.ndarray | None = None) -> Path:
+    """The folder holding the codes under `config`: the shipped one, or the cache entry (built if missing)."""
+    shipped = shipped_codes(catalog, config) if config.shipped else None
+    if shipped is not None:
+        return shipped
+    embeddings = catalog_embeddings(catalog, config, cache_dir) if embeddings is None else embeddings
 
     def build(folder: Path) -> None:
         started = time.perf_counter()
@@ -229,13 +284,19 @@ def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
         stats = code_stats(codes, largest, sizes, time.perf_counter() - started)
         (folder / "stats.json").write_text(json.dumps(stats, indent=2))
 
-    folder = cached_index(f"codes-{config.method}", catalog, _settings(config, embeddings), build, cache_dir)
+    return cached_index(f"codes-{config.method}", catalog, _settings(config, embeddings), build, cache_dir)
+
+
+def item_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = None) -> ItemCodes:
+    """The catalog's codes under `config`: the shipped ones (`codes.shipped`), else from the cache, or built
+    (embedding + quantizer) into it. The reference vectors are always this machine's embeddings."""
+    embeddings = catalog_embeddings(catalog, config, cache_dir)
+    folder = _codes_folder(catalog, config, cache_dir, embeddings)
     codes = np.load(folder / "codes.npy")
     centroids = list(np.load(folder / "centroids.npy"))
-    rotation = np.load(folder / "rotation.npy")
-    stats = json.loads((folder / "stats.json").read_text())
+    stats = json.loads((folder / "stats.json").read_text()) | {"shipped": folder.parent == SHIPPED}
     # rq's (and random's) rotation is the identity: the reference space is the embeddings themselves, no copy.
     reference = embeddings if config.method in ("rq", "random", "item_id") else \
-        np.ascontiguousarray(embeddings @ rotation.T, dtype=np.float32)
+        np.ascontiguousarray(embeddings @ np.load(folder / "rotation.npy").T, dtype=np.float32)
     return ItemCodes(config.method, codes, stats["codebook_sizes"], centroids,
                      level_slices(config.method, embeddings.shape[1], config.levels), reference, stats)

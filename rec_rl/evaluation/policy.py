@@ -15,7 +15,7 @@ from rec_rl.codes.trie import CodeTrie, prefix_allowed_tokens_fn
 from rec_rl.data import Catalog
 from rec_rl.evaluation.report import SystemResult
 from rec_rl.policy import eos_ids
-from rec_rl.evaluation.run import score_rankings, search_all
+from rec_rl.evaluation.run import coverage, score_rankings, search_all
 from retrievers import Retriever, SearchResult
 from rewards.parsing import extract_query
 
@@ -77,7 +77,8 @@ def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], r
 
     `invalid_rate` is the share of outputs the retriever cannot read as what it searches (an empty
     query; for the codes backend, no complete code of a catalog item). `distinct_first_items` counts the
-    different items ranked first over the rows: 1 means every user got the same recommendation.
+    different items ranked first over the rows (1: every user got the same recommendation), `distinct_items@10`
+    those anywhere in the top 10 (`rec_rl.evaluation.run.coverage`).
     """
     found, completions, info = policy_rankings(model, tokenizer, rows, prompts, retriever, catalog, parse_mode,
                                                max(ks), max_new_tokens, batch_size, constraint, beam, name)
@@ -106,7 +107,7 @@ def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: R
         "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
         "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
         "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
-        "distinct_first_items": int(len(set(found.rows[:, 0].tolist()) - {-1})) if len(found.rows) else 0,
+        **coverage(found.rows),
     }
     return found, completions, info
 
@@ -131,6 +132,5 @@ def _beam_rankings(name: str, model, tokenizer, rows, prompts: Sequence[str], ca
     completions = [tokenizer.decode(list(beams[0][0])) if beams else "" for beams in ranked]
     info = {"seconds": time.perf_counter() - started, "generation_seconds": generation_seconds,
             "tokens_generated": int(sum(len(b) for b in ranked) * beam.depth), "mean_query_words": 0.0,
-            "malformed_rate": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}",
-            "distinct_first_items": int(len(set(found[:, 0].tolist()) - {-1}))}
+            "malformed_rate": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}", **coverage(found)}
     return SearchResult(found, scores), completions, info

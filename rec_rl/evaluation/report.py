@@ -65,14 +65,17 @@ DIFFERENCES_NOTE = ("Paired bootstrap differences over the same users (x100, 95%
 
 
 def markdown_table(summaries: list[dict], metric_names: list[str]) -> str:
-    """Rows = systems, columns = metrics as `mean [low, high]` (x100, so 2.71 means 0.0271)."""
-    extra = [key for key in ("seconds",) if any(key in s for s in summaries)]
+    """Rows = systems, columns = metrics as `mean [low, high]` (x100, so 2.71 means 0.0271), then the seconds
+    and the coverage (`rec_rl.evaluation.run.coverage`) where the systems report them."""
+    coverage = sorted({key for s in summaries for key in s if key.startswith("distinct_items@")})
+    extra = [key for key in ("seconds", "distinct_first_items", *coverage) if any(key in s for s in summaries)]
     header = ["system", *[f"{m} (x100)" for m in metric_names], *extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for summary in summaries:
         cells = [summary["name"]]
         cells += [interval_cell(summary["metrics"][metric]) for metric in metric_names]
-        cells += [f"{summary[key]:.1f}" if key in summary else "" for key in extra]
+        cells += ["" if key not in summary else f"{summary[key]:.1f}" if key == "seconds" else f"{summary[key]:,}"
+                  for key in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -45,6 +45,19 @@ def score_rankings(found: SearchResult, rows, catalog: Catalog, ks: Sequence[int
     return {name: metrics[name] for name in metric_names(ks)}
 
 
+def coverage(rows: np.ndarray, k: int = 10) -> dict[str, int]:
+    """How many different items a ranking shows over all users: at rank 1, and anywhere in the top `k` (the
+    whole list when it is shorter). A collapsed policy names 1 item at rank 1; popularity about `k` in its top `k`.
+
+        >>> coverage(np.array([[3, 1, 2], [3, 2, -1]]), k=2)
+        {'distinct_first_items': 1, 'distinct_items@2': 3}
+    """
+    def distinct(block: np.ndarray) -> int:
+        return int(len(set(block.ravel().tolist()) - {-1}))
+
+    return {"distinct_first_items": distinct(rows[:, :1]), f"distinct_items@{k}": distinct(rows[:, :k])}
+
+
 def search_all(retriever: Retriever, queries: list[str], k: int, exclude: list[list[int]], label: str) -> SearchResult:
     """`retriever.search` over all queries in batches, with a progress bar."""
     parts = []
@@ -100,7 +113,7 @@ def score_baselines(config: RunConfig, task: TaskData, rows) -> list[SystemResul
         started = time.perf_counter()
         found = rank(max(config.eval.ks), exclude)
         results.append(SystemResult(name, score_rankings(found, rows, task.catalog, config.eval.ks, task.recall_min_gain),
-                                    {"seconds": time.perf_counter() - started}))
+                                    {"seconds": time.perf_counter() - started, **coverage(found.rows)}))
     return results
 
 

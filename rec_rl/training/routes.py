@@ -95,6 +95,33 @@ class ImplicitRoute(Route):
         if get_template(config.train.template).writes != "query":
             raise ConfigError(f"train.template {config.train.template!r} asks for item codes: it needs a retriever "
                               f"that reads codes (retriever.backend=codes), not {config.retriever.backend!r}")
+        if config.train.warm_start and config.train.sft.get("max_steps", 1) == 0:
+            raise ConfigError("train.warm_start=true with train.sft.max_steps=0: the warm start would train nothing")
+        if config.train.warm_start:
+            from rec_rl.training.trl_args import sft_args
+
+            sft_args(config, Path(config.train.run_dir) / "sft_checkpoints")  # train.sft's keys, checked now
+
+    def prepare(self, config: RunConfig, task: TaskData, retriever, model, tokenizer, run_dir: Path,
+                resume: bool) -> PreparedPolicy:
+        """The policy as loaded, or with `train.warm_start` behaviour-cloned on the trivial query first
+        (from `run_dir/sft` on resume)."""
+        if not config.train.warm_start:
+            return PreparedPolicy(model, tokenizer)
+        import dataclasses
+        import time
+
+        from rec_rl.training.sft import clone_trivial_query
+
+        saved, eos = run_dir / "sft", model.generation_config.eos_token_id
+        if resume and (saved / "config.json").is_file():
+            model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
+            model.generation_config.eos_token_id = eos  # the caller's stop ids (line ends) carry over
+            return PreparedPolicy(model, tokenizer, start_label="warm-started policy")
+        started = time.perf_counter()
+        model = clone_trivial_query(model, tokenizer, task, config, run_dir)
+        return PreparedPolicy(model, tokenizer, start_label="warm-started policy",
+                              sft_seconds=time.perf_counter() - started)
 
     def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
         """The last `history_len` titles as the query (or the user's own search query)."""

@@ -28,7 +28,7 @@ from rec_rl.data import TaskData, load_task, overlapping_rows
 from rec_rl.evaluation.bootstrap import paired_difference
 from rec_rl.evaluation.policy import evaluate_policy
 from rec_rl.evaluation.report import DIFFERENCES_NOTE, SystemResult, differences_table, markdown_table
-from rec_rl.evaluation.run import metric_names, score_rankings, search_all
+from rec_rl.evaluation.run import coverage, metric_names, score_rankings, search_all
 from rec_rl.policy import lora_config, stop_at_line_end
 from rec_rl.tracking import (MetricsLog, configure_wandb, finish_wandb, is_main_process, plot_curves,
                              start_wandb_run)
@@ -49,7 +49,7 @@ def trivial_query_result(route: Route, task: TaskData, rows, retriever, config: 
     found = search_all(retriever, queries, max(config.eval.ks), exclude, "baseline: search")
     return SystemResult(route.trivial_label(task, config), score_rankings(found, rows, task.catalog, config.eval.ks,
                                                                           task.recall_min_gain),
-                        {"seconds": time.perf_counter() - started})
+                        {"seconds": time.perf_counter() - started, **coverage(found.rows)})
 
 
 REWARD_CHECK_ROWS = 64  # training rows whose trivial queries check the reward and set the reward curve's floor

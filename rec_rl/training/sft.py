@@ -1,4 +1,5 @@
-"""SFT for the explicit route before GRPO: teach the policy what its semantic tokens mean.
+"""SFT before GRPO: teach the explicit route's policy what its semantic tokens mean, or start the implicit
+route's policy at the trivial query (`train.warm_start`, `clone_trivial_query`).
 
 Two kinds of data (`train.sft_data`), both through TRL's SFTTrainer on the train split:
 - `next_item`: history -> the next item's code, one example per user in the GRPO prompt format, plus
@@ -79,6 +80,47 @@ def sequence_examples(task: TaskData, codes, config: RunConfig, tokenizer) -> da
         messages = [m for m in build_messages(context, template, config.train.max_title_chars) if m["role"] != "assistant"]
         texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
     return datasets.Dataset.from_dict({"text": texts})
+
+
+def trivial_query_examples(task: TaskData, config: RunConfig, tokenizer, count: int | None = None) -> datasets.Dataset:
+    """Behaviour-cloning data for the implicit route's `train.warm_start`: train rows' prompts -> the trivial
+    query, the last `data.history_len` titles as the prompt shows them (cut at `train.max_title_chars`). They
+    are written newest first, the prompt's order: BM25 ranks a bag of words, so the order does not change
+    the answer's score, and an answer cut by the completion cap keeps the most recent titles. `count` takes
+    that many rows (seeded), else all."""
+    template = get_template(config.train.template)
+    rows = task.split("train", count, config.seed)
+    examples = [{"prompt": render_prompt(row, template, tokenizer, config.train.max_title_chars),
+                 "completion": " ".join(title[:config.train.max_title_chars].strip()
+                                        for title in reversed(row["history_titles"][-config.data.history_len:]))}
+                for row in rows]
+    return datasets.Dataset.from_list(examples)
+
+
+def clone_trivial_query(model, tokenizer, task: TaskData, config: RunConfig, run_dir: Path):
+    """`train.warm_start`: SFT (TRL's SFTTrainer, `train.sft`, LoRA as `policy.lora*`, merged) on
+    `trivial_query_examples`; returns the model, also saved with its tokenizer in `run_dir/sft`."""
+    from trl import SFTTrainer
+
+    from rec_rl.tracking import MetricsLog, is_main_process
+    from rec_rl.training.callbacks import MetricsLogCallback
+    from rec_rl.training.trl_args import sft_args
+
+    args = sft_args(config, run_dir / "sft_checkpoints")
+    examples = args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    data = trivial_query_examples(task, config, tokenizer, examples if examples > 0 else None)
+    callbacks = [MetricsLogCallback(MetricsLog(run_dir / "sft_metrics.jsonl", writable=is_main_process()),
+                                    kind="sft", marker="loss")]
+    peft = lora_config(config.policy) if config.policy.lora else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                         callbacks=callbacks, peft_config=peft)
+    with label_positions_only():
+        trainer.train()
+    trained = trainer.model.merge_and_unload() if peft else trainer.model
+    if is_main_process():
+        trained.save_pretrained(run_dir / "sft")
+        tokenizer.save_pretrained(run_dir / "sft")
+    return trained
 
 
 @contextlib.contextmanager

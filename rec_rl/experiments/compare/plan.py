@@ -10,7 +10,8 @@ from rec_rl.config import CODES_LM, RunConfig
 
 # Budget presets: overrides applied to every run before the user's own.
 BUDGETS: dict[str, dict[str, object]] = {
-    # 2 CPU cores, every default run and the baselines within 90 minutes (README, "Comparing the routes").
+    # 2 CPU cores, every default run and the baselines within 90 minutes (55 measured: README, "Comparing the
+    # routes"). Its SFT keys reach only the LLM's explicit run (hybrid_rq); the compact runs keep their own.
     "cpu": {"train.grpo.max_steps": 20, "train.sft.max_steps": 40, "train.sft.warmup_steps": 4,
             "train.sft_input_grad": False, "train.test_rows": 500, "train.test_cold_rows": 100, "train.valid_rows": 32,
             "train.eval_every": 10},
@@ -25,11 +26,12 @@ BUDGETS: dict[str, dict[str, object]] = {
 
 # The compact semantic-ID policy's training, as configs/explicit.yaml sets it (tests/test_compare.py checks
 # that the two agree): the explicit runs start from these, and the budget preset cannot shrink them, because
-# this policy's whole SFT and GRPO take about 12 minutes on 2 CPU cores. The user's overrides still win.
+# a whole run of this policy takes about 13 minutes on 2 CPU cores. The user's overrides still win.
 COMPACT_TRAINING: dict[str, object] = {
     "policy.architecture": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2,
                             "num_attention_heads": 4, "num_key_value_heads": 4},
-    "data.history_len": 20, "train.sft_alignment": False, "train.sft_input_grad": True, "train.sft_max_items": 20, "train.sft_patience": 0,
+    "data.history_len": 20, "train.sft_alignment": False, "train.sft_input_grad": True, "train.sft_max_items": 20,
+    "train.sft_patience": 0,
     "train.valid_rows": 1000, "train.eval_batch_size": 128, "train.eval_every": 50,
     "train.sft.max_steps": -1, "train.sft.num_train_epochs": 20, "train.sft.learning_rate": 5.0e-3,
     "train.sft.weight_decay": 0.1, "train.sft.per_device_train_batch_size": 32, "train.sft.warmup_steps": 100,
