@@ -66,11 +66,11 @@ def main() -> None:
         results.append({"setup": name, "batch": batch, "cap": cap, "rows": len(prompts), "seconds": seconds,
                         "s/user": seconds / len(prompts), "tokens generated": tokens,
                         "ms/token": 1000 * seconds / max(tokens, 1)})
-    reference = outputs[REFERENCE]
+    reference = next(result for result in results if result["setup"] == REFERENCE)
     for result in results:
         texts = outputs[result["setup"]]
-        result["same queries as batch 32"] = sum(a == b for a, b in zip(texts, reference)) / len(texts)
-        result["speed vs batch 32"] = results[1]["seconds"] / result["seconds"]
+        result["same queries as batch 32"] = sum(a == b for a, b in zip(texts, outputs[REFERENCE])) / len(texts)
+        result["speed vs batch 32"] = reference["seconds"] / result["seconds"]
     columns = ["setup", "rows", "seconds", "s/user", "tokens generated", "ms/token", "speed vs batch 32",
                "same queries as batch 32"]
     text = (f"## Greedy evaluation cost, {len(prompts)} validation users ({prompt_tokens / len(prompts):.0f} prompt "

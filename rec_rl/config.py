@@ -378,7 +378,7 @@ COMPARE_RUNS = ("implicit_bm25", "implicit_dense", "explicit_rq", "explicit_opq_
 
 @dataclass
 class CompareConfig:
-    runs: list[str] = field(default_factory=lambda: list(COMPARE_RUNS[:-1]), **_help(
+    runs: list[str] = field(default_factory=lambda: [run for run in COMPARE_RUNS if run != "hybrid_rq"], **_help(
         "`rec-rl compare`'s training runs (rec_rl/experiments/compare): implicit_bm25 / implicit_dense (the "
         "LLM policy writes queries; base policy and GRPO), explicit_rq / explicit_opq_pq (the compact semantic-ID "
         "policy writes codes, constrained beam search; SFT and SFT + GRPO), explicit_random (the same with random "

@@ -34,7 +34,7 @@ import numpy as np
 
 from rec_rl.config import CodesConfig
 from rec_rl.data.catalog import Catalog
-from rec_rl.index_cache import cached_index
+from rec_rl.index_cache import MANIFEST, cached_index, file_hashes
 
 CODES_FORMAT = 2  # bump when what the cached files mean changes (2: built with QUANTIZER_THREADS)
 SHIPPED = Path(__file__).parent / "shipped"  # <method>-<levels>x<bits>/: codes, centroids, (rotation), stats, manifest
@@ -226,12 +226,15 @@ def _shipped_key(catalog: Catalog, config: CodesConfig) -> dict:
             "method": config.method, "levels": config.levels, "bits": config.codebook_bits}
 
 
+def _shipped_folder(config: CodesConfig, root: Path | None) -> Path:
+    """Where the shipped codes made under `config` live, under `root` (default `SHIPPED`)."""
+    return (root or SHIPPED) / f"{config.method}-{config.levels}x{config.codebook_bits}"
+
+
 def shipped_codes(catalog: Catalog, config: CodesConfig, root: Path | None = None) -> Path | None:
     """The folder of the codes rec-rl ships for `catalog` under `config` (under `root`, default `SHIPPED`),
     or None when it ships none for them. A shipped file that does not match its manifest is an error."""
-    from rec_rl.index_cache import MANIFEST, file_hashes
-
-    folder = (root or SHIPPED) / f"{config.method}-{config.levels}x{config.codebook_bits}"
+    folder = _shipped_folder(config, root)
     if not (folder / MANIFEST).is_file():
         return None
     manifest = json.loads((folder / MANIFEST).read_text())
@@ -250,10 +253,8 @@ def ship_codes(catalog: Catalog, config: CodesConfig, cache_dir: str | None = No
     import platform
     import shutil
 
-    from rec_rl.index_cache import MANIFEST, file_hashes
-
     built = _codes_folder(catalog, dataclasses.replace(config, shipped=False), cache_dir)
-    folder = (root or SHIPPED) / f"{config.method}-{config.levels}x{config.codebook_bits}"
+    folder = _shipped_folder(config, root)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     names = ["codes.npy", "centroids.npy", "stats.json"] + (["rotation.npy"] if config.method == "opq_pq" else [])

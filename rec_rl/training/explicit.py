@@ -17,7 +17,7 @@ from rec_rl.codes.tokens import add_code_tokens, code_token
 from rec_rl.codes.trie import CodeTrie
 from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
-from rec_rl.policy import eos_ids, load_policy
+from rec_rl.policy import eos_ids
 
 
 @dataclass
@@ -98,8 +98,6 @@ def sft_validation(config: RunConfig, task: TaskData, retriever, tokenizer, trie
     `train.valid_rows` sample of the valid split, ranked by `eval.decoding` as the run's evaluations are), each
     level's accuracy and loss with its floors, and popularity and transitions on the same users as
     `floor/` and `bar/` (computed once)."""
-    import dataclasses
-
     from rec_rl.evaluation.policy import evaluate_policy
     from rec_rl.evaluation.run import score_baselines
     from rec_rl.training.rows import parse_mode, prompt_rows
@@ -134,14 +132,12 @@ def prepare(config: RunConfig, task: TaskData, codes, model, tokenizer, run_dir:
 
     `validation(tokenizer, trie) -> validate(model)` makes what SFT scores its epochs by (`sft_validation`).
     """
-    from rec_rl.training.sft import warm_up
+    from rec_rl.training.sft import load_sft_policy, warm_up
 
-    saved = run_dir / "sft"
     warmed_up, sft_seconds = False, 0.0
     eos = model.generation_config.eos_token_id
-    if resume and saved.exists():
-        model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
-        model.generation_config.eos_token_id = eos  # the caller's stop ids (line ends) carry over
+    if resume and (run_dir / "sft").exists():
+        model, tokenizer = load_sft_policy(config, run_dir, eos)  # the caller's stop ids (line ends) carry over
         trie = code_trie(tokenizer, codes.codes, eos) if config.codes.constrained else None
         warmed_up = True
     else:

@@ -108,15 +108,12 @@ class ImplicitRoute(Route):
         (from `run_dir/sft` on resume)."""
         if not config.train.warm_start:
             return PreparedPolicy(model, tokenizer)
-        import dataclasses
         import time
 
-        from rec_rl.training.sft import clone_trivial_query
+        from rec_rl.training.sft import clone_trivial_query, load_sft_policy
 
-        saved, eos = run_dir / "sft", model.generation_config.eos_token_id
-        if resume and (saved / "config.json").is_file():
-            model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(saved)))
-            model.generation_config.eos_token_id = eos  # the caller's stop ids (line ends) carry over
+        if resume and (run_dir / "sft" / "config.json").is_file():
+            model, tokenizer = load_sft_policy(config, run_dir, model.generation_config.eos_token_id)
             return PreparedPolicy(model, tokenizer, start_label="warm-started policy")
         started = time.perf_counter()
         model = clone_trivial_query(model, tokenizer, task, config, run_dir)

@@ -21,6 +21,7 @@ way the policy is saved as a plain model folder, which GRPO starts from and eval
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ import datasets
 from rec_rl.codes.tokens import code_text, with_history_codes
 from rec_rl.config import RunConfig
 from rec_rl.data import TaskData
-from rec_rl.policy import lora_config
+from rec_rl.policy import load_policy, lora_config
 from rec_rl.prompts import build_messages, get_template, render_prompt
 
 ALIGNMENT_TEMPLATE = "title_code"
@@ -116,11 +117,26 @@ def clone_trivial_query(model, tokenizer, task: TaskData, config: RunConfig, run
                          callbacks=callbacks, peft_config=peft)
     with label_positions_only():
         trainer.train()
-    trained = trainer.model.merge_and_unload() if peft else trainer.model
+    return saved_policy(trainer.model, tokenizer, peft is not None, run_dir)
+
+
+def saved_policy(model, tokenizer, lora: bool, run_dir: Path):
+    """The SFT's result as a plain model (LoRA merged), saved with its tokenizer in `run_dir/sft`, where GRPO,
+    evaluation and a resumed run (`load_sft_policy`) find it."""
+    from rec_rl.tracking import is_main_process
+
+    trained = model.merge_and_unload() if lora else model
     if is_main_process():
         trained.save_pretrained(run_dir / "sft")
         tokenizer.save_pretrained(run_dir / "sft")
     return trained
+
+
+def load_sft_policy(config: RunConfig, run_dir: Path, eos):
+    """(model, tokenizer) that an earlier SFT saved in `run_dir/sft`, with the caller's stop ids `eos` (line ends)."""
+    model, tokenizer = load_policy(dataclasses.replace(config.policy, model=str(run_dir / "sft")))
+    model.generation_config.eos_token_id = eos
+    return model, tokenizer
 
 
 @contextlib.contextmanager
@@ -189,8 +205,4 @@ def warm_up(model, tokenizer, task: TaskData, codes, token_ids: list[int], confi
         trainer.train()
     if detach is not None:
         detach.remove()
-    trained = trainer.model.merge_and_unload() if config.policy.lora else trainer.model
-    if is_main_process():
-        trained.save_pretrained(run_dir / "sft")
-        tokenizer.save_pretrained(run_dir / "sft")
-    return trained
+    return saved_policy(trainer.model, tokenizer, config.policy.lora, run_dir)

@@ -17,6 +17,7 @@ Every system is scored on the same test rows: a seeded sample (`train.test_rows`
 reported apart. Every run shares the data, the test and validation users, and the budget preset's
 settings (`BUDGETS`); the explicit runs' own training (`COMPACT_TRAINING`) replaces the preset's, the
 user's overrides win over both, and what makes each run its route (`RouteRun.overrides`) over all.
+
 Writes `compare.md`, `compare.json`, `rewards.png` (the training reward of every run on one chart,
 and the SFT losses) and `metrics.png` (bars with 95% intervals). Every run logs to wandb project
 `train.wandb_project` in group `compare-<output folder name>`, and so does the summary.

@@ -37,8 +37,8 @@ COMPACT_TRAINING: dict[str, object] = {
     "train.sft.weight_decay": 0.1, "train.sft.per_device_train_batch_size": 32, "train.sft.warmup_steps": 100,
     "train.sft.lr_scheduler_type": "cosine", "train.sft.logging_steps": 20,
     "train.grpo.max_steps": 150, "train.grpo.learning_rate": 1.0e-4, "train.grpo.num_generations": 16,
-    "train.grpo.per_device_train_batch_size": 256, "train.grpo.max_completion_length": 5,
-    "train.grpo.save_steps": 50, "eval.decoding": "beam", "eval.beam_width": 50,
+    "train.grpo.per_device_train_batch_size": 256, "train.grpo.save_steps": 50,
+    "eval.decoding": "beam", "eval.beam_width": 50,
 }
 
 
@@ -52,13 +52,14 @@ class RouteRun:
     defaults: dict[str, object] = field(default_factory=dict)  # the route's own training: the user's overrides win
 
 
-def _compact(method: str) -> RouteRun:
-    """The compact policy (policy.model=codes-lm) writing `method` codes of the user's next item."""
+def _compact(method: str, levels: int) -> RouteRun:
+    """The compact policy (policy.model=codes-lm) writing `method` codes of `levels` levels for the user's next item."""
     label = "random ids" if method == "random" else f"{method} codes"
+    # A code is levels + 1 tokens (the de-duplicating level), then the end.
     return RouteRun("explicit", label, {"policy.model": CODES_LM, "policy.lora": False, "retriever.backend": "codes",
                                         "codes.method": method, "codes.constrained": True, "codes.hybrid_weight": 0.0,
                                         "train.template": "codes_sequence", "train.sft_data": "sequence"},
-                    COMPACT_TRAINING)
+                    {**COMPACT_TRAINING, "train.grpo.max_completion_length": levels + 2})
 
 
 def route_runs(config: RunConfig) -> dict[str, RouteRun]:
@@ -68,10 +69,10 @@ def route_runs(config: RunConfig) -> dict[str, RouteRun]:
     return {
         "implicit_bm25": RouteRun("implicit", "bm25", {"retriever.backend": "bm25", **implicit}),
         "implicit_dense": RouteRun("implicit", "dense", {"retriever.backend": "dense", **implicit}),
-        "explicit_rq": _compact("rq"),
-        "explicit_opq_pq": _compact("opq_pq"),
+        "explicit_rq": _compact("rq", config.codes.levels),
+        "explicit_opq_pq": _compact("opq_pq", config.codes.levels),
         # The control: the same policy and training with random ids of the same shape (codes.method=random).
-        "explicit_random": _compact("random"),
+        "explicit_random": _compact("random", config.codes.levels),
         # The LLM writes a code and title words, unconstrained: the one explicit run that needs words.
         "hybrid_rq": RouteRun("explicit", "hybrid rq", {
             "retriever.backend": "codes", "codes.method": "rq", "codes.constrained": False,
