@@ -9,7 +9,10 @@ sorted by length, so a batch holds prompts of similar length, and stopped when e
 - `train.eval_batch_size` 16, 32 (the default) and 64 at the default cap of 24 tokens, and whether the
   queries stay the same (padding differs with the batch, so float rounding can change a greedy token);
 - caps of 48 and 64 tokens at batch 32: what a completion budget that holds the trivial query costs
-  (the last 5 titles are 41 SmolLM2 tokens on average).
+  (the last 5 titles are 41 SmolLM2 tokens on average);
+- batch 32 without the shared prompt prefix (`rec_rl.evaluation.policy.SharedPrefix`: the system turn and
+  instructions every prompt starts with, computed once and its cache copied to each batch): what it saves,
+  and whether the queries stay the same.
 
 Each setup generates once after one untimed warm-up batch. Prints a table, writes JSON and the table as .md.
 """
@@ -27,14 +30,16 @@ import torch
 
 from rec_rl.config import load_config
 from rec_rl.data import load_task
-from rec_rl.evaluation.policy import generate
+from rec_rl.evaluation.policy import SharedPrefix, generate
 from rec_rl.policy import load_policy, stop_at_line_end
 from rec_rl.prompts import get_template, render_prompt
 from report import machine, markdown_table, write_json
 
-SETUPS = [("batch 16", 16, 24), ("batch 32 (default)", 32, 24), ("batch 64", 64, 24),
-          ("batch 32, cap 48", 32, 48), ("batch 32, cap 64", 32, 64)]
+SETUPS = [("batch 16", 16, 24, True), ("batch 32 (default)", 32, 24, True), ("batch 64", 64, 24, True),
+          ("batch 32, cap 48", 32, 48, True), ("batch 32, cap 64", 32, 64, True),
+          ("batch 32, no shared prefix", 32, 24, False)]  # (name, batch, cap, shared prefix)
 REFERENCE = "batch 32 (default)"
+SHARED_MIN_TOKENS = SharedPrefix.MIN_TOKENS
 
 
 def main() -> None:
@@ -53,17 +58,21 @@ def main() -> None:
     template = get_template(config.train.template)
     rows = task.split("valid", options.rows, config.data.split_seed)
     prompts = [render_prompt(row, template, tokenizer, config.train.max_title_chars) for row in rows]
-    prompt_tokens = sum(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prompt_tokens, shared_tokens = sum(len(ids) for ids in encoded), len(SharedPrefix.of(model, encoded).ids)
     generate(model, tokenizer, prompts[:8], 24, 8)  # warm-up: allocator and thread pools
 
     outputs, results = {}, []
-    for name, batch, cap in SETUPS:
+    for name, batch, cap, shared in SETUPS:
         print(f"{name} ...", file=sys.stderr, flush=True)
+        SharedPrefix.MIN_TOKENS = SHARED_MIN_TOKENS if shared else sys.maxsize
         started = time.perf_counter()
         texts, tokens = generate(model, tokenizer, prompts, cap, batch)
         seconds = time.perf_counter() - started
+        SharedPrefix.MIN_TOKENS = SHARED_MIN_TOKENS
         outputs[name] = texts
-        results.append({"setup": name, "batch": batch, "cap": cap, "rows": len(prompts), "seconds": seconds,
+        results.append({"setup": name, "batch": batch, "cap": cap, "shared prefix": shared, "rows": len(prompts),
+                        "seconds": seconds,
                         "s/user": seconds / len(prompts), "tokens generated": tokens,
                         "ms/token": 1000 * seconds / max(tokens, 1)})
     reference = next(result for result in results if result["setup"] == REFERENCE)
@@ -74,11 +83,13 @@ def main() -> None:
     columns = ["setup", "rows", "seconds", "s/user", "tokens generated", "ms/token", "speed vs batch 32",
                "same queries as batch 32"]
     text = (f"## Greedy evaluation cost, {len(prompts)} validation users ({prompt_tokens / len(prompts):.0f} prompt "
-            f"tokens each on average); {machine()}, {torch.get_num_threads()} threads\n\n"
+            f"tokens each on average, the first {shared_tokens} shared by all); {machine()}, "
+            f"{torch.get_num_threads()} threads\n\n"
             f"`python bench/generation.py --rows {options.rows} {' '.join(options.overrides)}`\n\n"
             f"{markdown_table(results, columns)}\n")
     print("\n" + text)
     write_json(options.out, {"rows": len(prompts), "mean_prompt_tokens": prompt_tokens / len(prompts),
+                             "shared_prefix_tokens": shared_tokens,
                              "threads": torch.get_num_threads(), "overrides": options.overrides, "results": results})
     Path(options.out).with_suffix(".md").write_text(text)
     print(f"written to {options.out} and its .md")

@@ -33,5 +33,8 @@ class RewardConfig:
         "Queries are cut to this many words before search; with length_penalty, the words allowed for free."))
     length_penalty: float = field(default=0.0, **_help(
         "Reward subtracted per query word beyond max_query_words (0: no length reward)."))
+    repeat_penalty: float = field(default=0.0, **_help(
+        "Reward subtracted in proportion to the share of the query's word trigrams that repeat an earlier one "
+        "(a looping query: 'xbox 360 xbox 360 ...'), e.g. 0.05 (0: off)."))
     log_query_length: bool = field(default=True, **_help(
         "Log the mean query length in words as a reward of weight 0."))

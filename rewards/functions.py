@@ -272,6 +272,47 @@ class LengthPenalty:
         return [self.per_word * min(0, self.max_words - n) for n in words]
 
 
+class RepeatPenalty:
+    """-weight x the share of the parsed query's word trigrams that already occurred earlier in it.
+
+    A query writer that loops ("Xbox 360 - Xbox 360 - ...", or a cloned title list that repeats its titles until
+    the completion cap) is pushed back to listing each thing once. Trigrams rather than words, because distinct
+    titles of one franchise share words ("Guitar Hero 3", "Guitar Hero Aerosmith") without being a loop; words
+    are lowercased and stripped of punctuation, as the retrievers' tokenizers do. Queries under three words
+    are never penalised.
+
+    Example:
+        >>> RepeatPenalty("plain", 1.0)(None, ["zelda breath of the wild", "mario kart 8 mario kart 8"])
+        [0.0, -0.25]
+    """
+
+    __name__ = "repeat_penalty"
+
+    def __init__(self, parse_mode: str, weight: float):
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"need a finite repeat penalty weight >= 0, got {weight}")
+        self.parse_mode, self.weight = parse_mode, float(weight)
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        shares = [repeated_trigram_share(extract_query(c, self.parse_mode).text) for c in completions]
+        return [-self.weight * share if share else 0.0 for share in shares]
+
+
+_PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
+
+
+def repeated_trigram_share(text: str) -> float:
+    """Share of `text`'s word trigrams that occurred earlier in it (0 for fewer than three words).
+
+    Example:
+        >>> repeated_trigram_share("mario kart 8 mario kart 8")
+        0.25
+    """
+    words = [w for w in (word.strip(_PUNCTUATION).lower() for word in text.split()) if w]
+    trigrams = list(zip(words, words[1:], words[2:]))
+    return 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
+
+
 class BeamRankPenalty:
     """MiniOneRec's ranking reward over a group of beams (a TRL reward function; needs `beam_rank`).
 
@@ -325,6 +366,8 @@ def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple
     pairs = [(RetrievalReward(scorer, metric, spec.k), weight) for metric, weight in weighted]
     if spec.rank_weight:
         pairs.append((BeamRankPenalty(scorer), float(spec.rank_weight)))
+    if spec.repeat_penalty:
+        pairs.append((RepeatPenalty(scorer.parse_mode, spec.repeat_penalty), 1.0))
     if spec.length_penalty:
         pairs.append((LengthPenalty(scorer.parse_mode, spec.max_query_words, spec.length_penalty), 1.0))
     if spec.log_query_length:

@@ -74,7 +74,9 @@ def test_generation_bench_times_every_setup_against_the_default_batch(tiny_seque
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     rows = {row["setup"]: row for row in report["results"]}
-    assert list(rows) == ["batch 16", "batch 32 (default)", "batch 64", "batch 32, cap 48", "batch 32, cap 64"]
+    assert list(rows) == ["batch 16", "batch 32 (default)", "batch 64", "batch 32, cap 48", "batch 32, cap 64",
+                          "batch 32, no shared prefix"]
+    assert report["shared_prefix_tokens"] > 0 and not rows["batch 32, no shared prefix"]["shared prefix"]
     default = rows["batch 32 (default)"]
     assert default["same queries as batch 32"] == 1.0 and default["speed vs batch 32"] == 1.0
     assert all(row["rows"] == 3 and row["seconds"] > 0 and 0 <= row["same queries as batch 32"] <= 1

@@ -95,3 +95,30 @@ def test_coverage_counts_distinct_items_first_and_in_the_top_k():
     rankings = np.array([[3, 1, 2], [3, 2, -1], [3, 5, 1]])
     assert coverage(rankings, k=1) == {"distinct_first_items": 1, "distinct_items@1": 1}, "one item for everyone"
     assert coverage(rankings, k=3) == {"distinct_first_items": 1, "distinct_items@3": 4}, "-1 (no item) is not an item"
+
+
+def test_generation_computes_the_shared_prompt_prefix_once_and_writes_what_plain_generation_writes(monkeypatch):
+    from rec_rl.config import PolicyConfig
+    from rec_rl.evaluation import policy as evaluation
+    from rec_rl.policy import load_policy
+
+    model, tokenizer = load_policy(PolicyConfig(model="tiny"))
+    system = "You write search queries for a video game store. Games are listed newest first, one per line."
+    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": text}],
+                                             tokenize=False, add_generation_prompt=True)
+               for text in ("- Forza Horizon 4\n- Gran Turismo Sport - PlayStation 4", "- Zelda", "- Halo 3\n- Halo 2",
+                            "- Mario Kart 8 Deluxe - Nintendo Switch")]
+    encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    shared = evaluation.SharedPrefix.of(model, encoded)
+    assert len(shared.ids) >= evaluation.SharedPrefix.MIN_TOKENS and shared.ids == encoded[0][:len(shared.ids)]
+    assert all(ids[:len(shared.ids)] == shared.ids and len(ids) > len(shared.ids) for ids in encoded)
+    batch = shared.inputs(encoded[:2], tokenizer.pad_token_id, model.device)
+    width = len(shared.ids)
+    assert batch["attention_mask"][:, :width].eq(1).all() and batch["cache"].get_seq_length() == width
+    assert batch["cache"].layers[0].keys.shape[0] == 2, "the prefix's cache is copied to every row"
+
+    with_prefix, tokens = evaluation.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
+    monkeypatch.setattr(evaluation.SharedPrefix, "MIN_TOKENS", 10 ** 6)  # no sharing: plain left-padded batches
+    assert evaluation.SharedPrefix.of(model, encoded).ids == []
+    plain, plain_tokens = evaluation.generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
+    assert with_prefix == plain and tokens == plain_tokens and any(with_prefix)

@@ -310,6 +310,23 @@ def test_broken_retriever_raises_loudly(catalog):
     assert ndcg_reward(scorer)(None, ["", " "], **columns(2)) == [0.0, 0.0]
 
 
+def test_repeat_penalty_hits_loops_not_franchises(catalog):
+    from rewards.functions import RepeatPenalty, repeated_trigram_share
+
+    # Titles of one franchise share words, not trigrams; a loop repeats trigrams; punctuation and case are ignored.
+    assert repeated_trigram_share("Guitar Hero 3; Guitar Hero Aerosmith; Rock Band 3") == 0.0
+    assert repeated_trigram_share("Xbox 360 - Xbox 360 - Xbox 360") == 0.5  # 4 trigrams, 2 of them new
+    assert repeated_trigram_share("Luxor: Quest Luxor quest LUXOR QUEST") == 0.5
+    assert repeated_trigram_share("two words") == 0.0 and repeated_trigram_share("") == 0.0
+    penalty = RepeatPenalty("query_line", 0.5)
+    assert penalty(None, ["Query: zelda zelda zelda zelda", "Query: mario kart 8", "no query line"]) == [-0.25, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        RepeatPenalty("plain", -1.0)
+    scorer = RetrievalScorer(WordOverlapRetriever(catalog), catalog, "plain", k=4)
+    funcs, weights = build_reward_functions(scorer, RewardConfig(k=4, repeat_penalty=0.05, log_query_length=False))
+    assert [f.__name__ for f in funcs][-1] == "repeat_penalty" and weights[-1] == 1.0
+
+
 def test_query_length_and_length_penalty():
     completions = ["Query: a b c d e", "Query: a", "no format here"]
     assert QueryLength("query_line")(None, completions) == [5.0, 1.0, 3.0]
@@ -332,7 +349,7 @@ def test_build_reward_functions(catalog):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
         "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
-        "length_penalty", "log_query_length"}
+        "repeat_penalty", "length_penalty", "log_query_length"}
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
 

@@ -444,9 +444,12 @@ def test_warm_start_clones_the_trivial_query_then_rl_starts_from_it(tiny_sequent
     rows = task.split("train")
     assert len(examples) == len(rows)
     for example, row in zip(examples, rows):
-        # The answer is the trivial query's words, newest title first, and the prompt is the RL prompt.
-        assert sorted(example["completion"].split()) == sorted(last_titles_query(row["history_titles"], 5).split())
-        assert example["completion"].startswith(row["history_titles"][-1])
+        # The answer is the trivial query's words, newest title first, titles marked apart, and the prompt is the
+        # RL prompt.
+        assert sorted(example["completion"].replace(";", " ").split()) == sorted(
+            last_titles_query(row["history_titles"], 5).split())
+        titles = [title[:config.train.max_title_chars].strip() for title in reversed(row["history_titles"][-5:])]
+        assert example["completion"] == " " + "; ".join(titles)
         assert example["prompt"].rstrip().endswith("Query:")
 
     markdown = train(config)
@@ -455,6 +458,10 @@ def test_warm_start_clones_the_trivial_query_then_rl_starts_from_it(tiny_sequent
     results = json.loads((run_dir / "results.json").read_text())
     assert results["roles"]["base"] == "warm-started policy" and results["sft_seconds"] > 0
     assert "trained - warm-started policy" in markdown
+    # Every stage on the same rows: the zero-shot policy (before the warm start) is scored beside its successors.
+    assert results["roles"]["zero_shot"] == "zero-shot policy" and "trained - zero-shot policy" in markdown
+    assert [s["name"] for s in results["systems"]][:2] == ["zero-shot policy", "warm-started policy"]
+    assert {len(v) for v in results["per_row"]["zero-shot policy"].values()} == {len(results["row_ids"])}
     assert (run_dir / "sft" / "config.json").is_file() and (run_dir / "final" / "adapter_model.safetensors").is_file()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import Sequence
@@ -17,7 +18,54 @@ from rec_rl.evaluation.report import SystemResult
 from rec_rl.policy import eos_ids
 from rec_rl.evaluation.run import coverage, score_rankings, search_all
 from retrievers import Retriever, SearchResult
+from rewards.functions import repeated_trigram_share
 from rewards.parsing import extract_query
+
+
+@dataclass
+class SharedPrefix:
+    """The token prefix every prompt of an evaluation starts with (the chat template's system turn and the
+    instructions: a third of a query-writing prompt) with its keys and values, computed once.
+
+    transformers' generate would prefill it again in every row of every batch. A batch is laid out as
+    [prefix | left padding | the rest of each prompt]: positions come from the attention mask, so every token
+    keeps the position it has in the plain left-padded layout, and generate continues from a copy of the
+    prefix's cache, computing only the rest. The greedy outputs equal the plain path's up to float rounding
+    (tests/test_evaluation.py compares them; `bench/generation.py` measures both on the real policy).
+    """
+
+    ids: list[int]
+    cache: object = None  # the prefix's DynamicCache, batch 1
+
+    MIN_TOKENS = 16  # below this the copies cost about what they save
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model, encoded: Sequence[Sequence[int]]) -> "SharedPrefix":
+        """The longest prefix of all `encoded` prompts, leaving each at least one token of its own; empty (no
+        sharing) when it is shorter than `MIN_TOKENS` or there is one prompt."""
+        if len(encoded) < 2:
+            return cls([])
+        first, width = encoded[0], min(len(ids) for ids in encoded) - 1
+        for ids in encoded[1:]:
+            width = next((j for j in range(width) if ids[j] != first[j]), width)
+        if width < cls.MIN_TOKENS:
+            return cls([])
+        prefix = torch.tensor([first[:width]], device=model.device)
+        return cls(list(first[:width]), model(input_ids=prefix, use_cache=True).cache)
+
+    def inputs(self, rows: Sequence[Sequence[int]], pad_id: int, device) -> dict:
+        """generate's keyword arguments for one batch of encoded prompts (all starting with the prefix)."""
+        rests = [list(ids[len(self.ids):]) for ids in rows]
+        width = max(len(rest) for rest in rests)
+        ids = [self.ids + [pad_id] * (width - len(rest)) + rest for rest in rests]
+        mask = [[1] * len(self.ids) + [0] * (width - len(rest)) + [1] * len(rest) for rest in rests]
+        inputs = {"input_ids": torch.tensor(ids, device=device), "attention_mask": torch.tensor(mask, device=device)}
+        if self.ids:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(len(rows))
+            inputs["cache"] = cache
+        return inputs
 
 
 @torch.no_grad()
@@ -31,16 +79,15 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     """
     was_training = model.training
     model.eval()
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right end
     eos = set(eos_ids(model.generation_config.eos_token_id))
+    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    shared = SharedPrefix.of(model, encoded)
     # Batches of similar length waste little compute on padding; results go back in prompt order.
-    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     texts, generated = [""] * len(prompts), 0
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         batch = order[start:start + batch_size]
-        inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(model.device)
+        inputs = shared.inputs([encoded[i] for i in batch], tokenizer.pad_token_id, model.device)
         allowed = prefix_allowed_tokens_fn(constraint, inputs["input_ids"].shape[1]) if constraint else None
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id, prefix_allowed_tokens_fn=allowed)
@@ -106,6 +153,7 @@ def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: R
         "tokens_generated": tokens,
         "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
         "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
+        "repeated_trigram_share": float(np.mean([repeated_trigram_share(q) for q in queries])) if queries else 0.0,
         "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
         **coverage(found.rows),
     }
@@ -132,5 +180,5 @@ def _beam_rankings(name: str, model, tokenizer, rows, prompts: Sequence[str], ca
     completions = [tokenizer.decode(list(beams[0][0])) if beams else "" for beams in ranked]
     info = {"seconds": time.perf_counter() - started, "generation_seconds": generation_seconds,
             "tokens_generated": int(sum(len(b) for b in ranked) * beam.depth), "mean_query_words": 0.0,
-            "malformed_rate": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}", **coverage(found)}
+            "malformed_rate": 0.0, "repeated_trigram_share": 0.0, "invalid_rate": 0.0, "decoding": f"beam {beam.width}", **coverage(found)}
     return SearchResult(found, scores), completions, info

@@ -36,6 +36,9 @@ class PreparedPolicy:
     constraint: CodeTrie | None = None  # only valid item codes can be written (explicit, codes.constrained)
     start_label: str = "base policy"  # the row name of the policy RL starts from
     sft_seconds: float = 0.0  # warm-up time spent in this process
+    # Stages before the start, scored beside it on the same rows, so a table shows what each stage bought: role ->
+    # (row name, a function loading that policy), e.g. the zero-shot policy of a warm-started run.
+    earlier: dict = field(default_factory=dict)
     trainer_kwargs: dict = field(default_factory=dict)  # e.g. TRL's rollout_func for constrained rollouts
 
 
@@ -112,13 +115,14 @@ class ImplicitRoute(Route):
 
         from rec_rl.training.sft import clone_trivial_query, load_sft_policy
 
+        earlier = {"zero_shot": ("zero-shot policy", lambda: self.load_policy(config, retriever, run_dir)[0])}
         if resume and (run_dir / "sft" / "config.json").is_file():
             model, tokenizer = load_sft_policy(config, run_dir, model.generation_config.eos_token_id)
-            return PreparedPolicy(model, tokenizer, start_label="warm-started policy")
+            return PreparedPolicy(model, tokenizer, start_label="warm-started policy", earlier=earlier)
         started = time.perf_counter()
         model = clone_trivial_query(model, tokenizer, task, config, run_dir)
         return PreparedPolicy(model, tokenizer, start_label="warm-started policy",
-                              sft_seconds=time.perf_counter() - started)
+                              sft_seconds=time.perf_counter() - started, earlier=earlier)
 
     def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
         """The last `history_len` titles as the query (or the user's own search query)."""

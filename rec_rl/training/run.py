@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,14 +97,17 @@ def check_reward_signal(reward_funcs, reward_weights: list[float], reference: tu
             "start/nonzero_share": float(np.mean(policy[:, 0] != 0))}
 
 
-def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResult, config: RunConfig) -> tuple[str, dict]:
-    """Before/after markdown table with 95% intervals, plus paired differences (trained - base, trained - trivial)
-    with raw and Holm-adjusted significance over the table's tests."""
+def results_table(base: SystemResult, trained: SystemResult, trivial: SystemResult, config: RunConfig,
+                  earlier: Sequence[SystemResult] = ()) -> tuple[str, dict]:
+    """Before/after markdown table with 95% intervals, plus paired differences (trained - base, trained - trivial,
+    and trained - each `earlier` stage, e.g. the zero-shot policy of a warm-started run) with raw and
+    Holm-adjusted significance over the table's tests."""
     names = metric_names(config.eval.ks)
-    summaries = [r.summary(config.eval.bootstrap, config.seed) for r in (base, trained, trivial)]
+    summaries = [r.summary(config.eval.bootstrap, config.seed) for r in (*earlier, base, trained, trivial)]
     differences = {label: {name: paired_difference(trained.per_row[name], other.per_row[name], config.eval.bootstrap,
                                                    config.seed) for name in names}
-                   for label, other in ((f"trained - {base.name}", base), (f"trained - {trivial.name}", trivial))}
+                   for label, other in ((f"trained - {base.name}", base), (f"trained - {trivial.name}", trivial),
+                                        *((f"trained - {e.name}", e) for e in earlier))}
     lines = [markdown_table(summaries, names), "", DIFFERENCES_NOTE, "", differences_table(differences, names)]
     return "\n".join(lines), {"systems": summaries, "differences": differences}
 
@@ -183,12 +187,26 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         result, _ = evaluate_policy("valid", policy, tokenizer, valid_rows, valid_set["prompt"], **eval_kwargs)
         return validation_entry(result)
 
-    base_file = run_dir / "base_eval.json"
+    base_file, earlier_file = run_dir / "base_eval.json", run_dir / "earlier_eval.json"
     if resume and base_file.exists():
         saved = json.loads(base_file.read_text())
         base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
+        saved_earlier = json.loads(earlier_file.read_text()) if earlier_file.exists() else []
+        earlier = [SystemResult(e["name"], {k: np.array(v) for k, v in e["per_row"].items()}, e["info"])
+                   for e in saved_earlier]
         log.truncate_after(checkpoint_step(checkpoint))
     else:
+        earlier = []
+        for role, (name, load_stage) in prepared.earlier.items():
+            stage = load_stage()
+            if config.train.stop_at_newline:
+                stop_at_line_end(stage, tokenizer, args)
+            earlier.append(evaluate_policy(name, stage, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)[0])
+            del stage
+        if main:
+            earlier_file.write_text(json.dumps([{"role": role, "name": e.name, "info": e.info,
+                                                 "per_row": {k: v.tolist() for k, v in e.per_row.items()}}
+                                                for role, e in zip(prepared.earlier, earlier)]))
         base, base_completions = evaluate_policy(base_label, model, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)
         if main:
             base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
@@ -231,12 +249,12 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     if not main:
         return ""
     trivial = trivial_query_result(route, task, final_rows, retriever, config)
-    table, data = results_table(base, trained, trivial, config)
+    table, data = results_table(base, trained, trivial, config, earlier)
     cold = task.cold_start(final, final_rows)
     cold_table, cold_data = "", None
     if cold.any():  # item cold start, reported apart: the next item had no interaction before this period
-        subset = [SystemResult(r.name, {k: v[cold] for k, v in r.per_row.items()}) for r in (base, trained, trivial)]
-        cold_text, cold_data = results_table(*subset, config)
+        subset = [SystemResult(r.name, {k: v[cold] for k, v in r.per_row.items()}) for r in (*earlier, base, trained, trivial)]
+        cold_text, cold_data = results_table(*subset[len(earlier):], config, subset[:len(earlier)])
         cold_table = (f"\nCold start: the {int(cold.sum())} of these {len(final_rows)} users whose next item had no "
                       f"interaction before it (their rows are also in the table above):\n\n{cold_text}\n")
     events = log.read()
@@ -281,9 +299,10 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     markdown = f"{header}\n{table}\n{cold_table}{level_lines}\nExample completions (same users):\n{examples}\n"
     (run_dir / "results.md").write_text(markdown)
     # Per-row values (rows in `row_ids` order) let `rec-rl compare` pair systems of different runs.
-    per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (base, trained, trivial)}
+    per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (*earlier, base, trained, trivial)}
+    stages = {role: name for role, (name, _) in prepared.earlier.items()}
     (run_dir / "results.json").write_text(json.dumps({
-        **data, "roles": {"base": base.name, "trained": trained.name, "trivial": trivial.name},
+        **data, "roles": {**stages, "base": base.name, "trained": trained.name, "trivial": trivial.name},
         "protocol": protocol, "valid_metrics": valid_metrics, "code_level_accuracy": levels,
         "cold_start": None if cold_data is None else {"rows": int(cold.sum()), **cold_data},
         "train_seconds": train_seconds,
@@ -296,4 +315,4 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
 def validation_entry(result: SystemResult) -> dict:
     """A validation point of metrics.jsonl: mean metrics and the output facts."""
     return {name: float(values.mean()) for name, values in result.per_row.items()} | {
-        key: result.info[key] for key in ("mean_query_words", "malformed_rate", "invalid_rate")}
+        key: result.info[key] for key in ("mean_query_words", "malformed_rate", "repeated_trigram_share", "invalid_rate")}

@@ -87,12 +87,14 @@ def trivial_query_examples(task: TaskData, config: RunConfig, tokenizer, count: 
     """Behaviour-cloning data for the implicit route's `train.warm_start`: train rows' prompts -> the trivial
     query, the last `data.history_len` titles as the prompt shows them (cut at `train.max_title_chars`). They
     are written newest first, the prompt's order: BM25 ranks a bag of words, so the order does not change
-    the answer's score, and an answer cut by the completion cap keeps the most recent titles. `count` takes
-    that many rows (seeded), else all."""
+    the answer's score, and an answer cut by the completion cap keeps the most recent titles. They are
+    separated by "; ", which the retrievers' tokenizers drop: without a mark between titles the cloned policy
+    lost its place in the list and looped ("Guitar Hero 3 Guitar Hero Aerosmith Guitar Hero 3 ...",
+    docs/runs/implicit_levers/). `count` takes that many rows (seeded), else all."""
     template = get_template(config.train.template)
     rows = task.split("train", count, config.seed)
     examples = [{"prompt": render_prompt(row, template, tokenizer, config.train.max_title_chars),
-                 "completion": " ".join(title[:config.train.max_title_chars].strip()
+                 "completion": " " + "; ".join(title[:config.train.max_title_chars].strip()
                                         for title in reversed(row["history_titles"][-config.data.history_len:]))}
                 for row in rows]
     return datasets.Dataset.from_list(examples)

@@ -81,7 +81,7 @@ def shared_prefill_generate(model, generate=None):
     def wrapped(input_ids=None, attention_mask=None, **kwargs):
         config = kwargs.get("generation_config") or model.generation_config
         plain = (input_ids is None or attention_mask is None or input_ids.size(1) < 2 or "past_key_values" in kwargs
-                 or getattr(config, "cache_implementation", None) is not None)
+                 or "cache" in kwargs or getattr(config, "cache_implementation", None) is not None)
         shared = None if plain else distinct_prefixes(input_ids, attention_mask, input_ids.size(1) - 1)
         if shared is None:
             return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
