@@ -36,10 +36,10 @@ class PreparedPolicy:
     constraint: CodeTrie | None = None  # only valid item codes can be written (explicit, codes.constrained)
     start_label: str = "base policy"  # the row name of the policy RL starts from
     sft_seconds: float = 0.0  # warm-up time spent in this process
+    trainer_kwargs: dict = field(default_factory=dict)  # e.g. TRL's rollout_func for constrained rollouts
     # Stages before the start, scored beside it on the same rows, so a table shows what each stage bought: role ->
     # (row name, a function loading that policy), e.g. the zero-shot policy of a warm-started run.
     earlier: dict = field(default_factory=dict)
-    trainer_kwargs: dict = field(default_factory=dict)  # e.g. TRL's rollout_func for constrained rollouts
 
 
 class Route:
