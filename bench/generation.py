@@ -39,7 +39,6 @@ SETUPS = [("batch 16", 16, 24, True), ("batch 32 (default)", 32, 24, True), ("ba
           ("batch 32, cap 48", 32, 48, True), ("batch 32, cap 64", 32, 64, True),
           ("batch 32, no shared prefix", 32, 24, False)]  # (name, batch, cap, shared prefix)
 REFERENCE = "batch 32 (default)"
-SHARED_MIN_TOKENS = SharedPrefix.MIN_TOKENS
 
 
 def main() -> None:
@@ -65,11 +64,9 @@ def main() -> None:
     outputs, results = {}, []
     for name, batch, cap, shared in SETUPS:
         print(f"{name} ...", file=sys.stderr, flush=True)
-        SharedPrefix.MIN_TOKENS = SHARED_MIN_TOKENS if shared else sys.maxsize
         started = time.perf_counter()
-        texts, tokens = generate(model, tokenizer, prompts, cap, batch)
+        texts, tokens = generate(model, tokenizer, prompts, cap, batch, share_prefix=shared)
         seconds = time.perf_counter() - started
-        SharedPrefix.MIN_TOKENS = SHARED_MIN_TOKENS
         outputs[name] = texts
         results.append({"setup": name, "batch": batch, "cap": cap, "shared prefix": shared, "rows": len(prompts),
                         "seconds": seconds,

@@ -70,18 +70,20 @@ class SharedPrefix:
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-             desc: str = "generate", constraint: CodeTrie | None = None) -> tuple[list[str], int]:
+             desc: str = "generate", constraint: CodeTrie | None = None,
+             share_prefix: bool = True) -> tuple[list[str], int]:
     """Greedy completions of rendered `prompts` (see `rec_rl.prompts.render_prompt`).
 
     Returns the completion texts and the number of tokens generated (up to each completion's end).
     Generation stops at any id in `model.generation_config.eos_token_id`, as in training. With a
-    `constraint` (the explicit route's code trie) only valid item codes can be written.
+    `constraint` (the explicit route's code trie) only valid item codes can be written. `share_prefix`
+    computes the prefix all prompts share once (`SharedPrefix`); off, every batch is plainly left-padded.
     """
     was_training = model.training
     model.eval()
     eos = set(eos_ids(model.generation_config.eos_token_id))
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    shared = SharedPrefix.of(model, encoded)
+    shared = SharedPrefix.of(model, encoded) if share_prefix else SharedPrefix([])
     # Batches of similar length waste little compute on padding; results go back in prompt order.
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     texts, generated = [""] * len(prompts), 0

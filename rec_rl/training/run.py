@@ -191,22 +191,20 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     if resume and base_file.exists():
         saved = json.loads(base_file.read_text())
         base = SystemResult(saved["name"], {k: np.array(v) for k, v in saved["per_row"].items()}, saved["info"])
-        saved_earlier = json.loads(earlier_file.read_text()) if earlier_file.exists() else []
-        earlier = [SystemResult(e["name"], {k: np.array(v) for k, v in e["per_row"].items()}, e["info"])
-                   for e in saved_earlier]
+        earlier_records = json.loads(earlier_file.read_text()) if earlier_file.exists() else []
         log.truncate_after(checkpoint_step(checkpoint))
     else:
-        earlier = []
+        earlier_records = []
         for role, (name, load_stage) in prepared.earlier.items():
             stage = load_stage()
             if config.train.stop_at_newline:
                 stop_at_line_end(stage, tokenizer, args)
-            earlier.append(evaluate_policy(name, stage, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)[0])
+            result = evaluate_policy(name, stage, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)[0]
             del stage
-        if main:
-            earlier_file.write_text(json.dumps([{"role": role, "name": e.name, "info": e.info,
-                                                 "per_row": {k: v.tolist() for k, v in e.per_row.items()}}
-                                                for role, e in zip(prepared.earlier, earlier)]))
+            earlier_records.append({"role": role, "name": name, "info": result.info,
+                                    "per_row": {k: v.tolist() for k, v in result.per_row.items()}})
+        if main and earlier_records:
+            earlier_file.write_text(json.dumps(earlier_records))
         base, base_completions = evaluate_policy(base_label, model, tokenizer, final_rows, final_set["prompt"], **eval_kwargs)
         if main:
             base_file.write_text(json.dumps({"name": base.name, "per_row": {k: v.tolist() for k, v in base.per_row.items()},
@@ -223,6 +221,9 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
             (valid_set["prompt"], start_completions, valid_rows), reward_config.parse)
         floors = {f"trivial/{name}": float(values.mean()) for name, values in trivial_valid.per_row.items()}
         log.write({"kind": "valid", "step": 0, **validation_entry(start), **startup, **floors})
+
+    earlier = [SystemResult(r["name"], {k: np.array(v) for k, v in r["per_row"].items()}, r["info"])
+               for r in earlier_records]
 
     def diagnostics(policy):
         return route.diagnostics(policy, tokenizer, valid_set["prompt"], valid_rows, train_rows, task, retriever)
@@ -300,7 +301,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     (run_dir / "results.md").write_text(markdown)
     # Per-row values (rows in `row_ids` order) let `rec-rl compare` pair systems of different runs.
     per_row = {r.name: {k: v.tolist() for k, v in r.per_row.items()} for r in (*earlier, base, trained, trivial)}
-    stages = {role: name for role, (name, _) in prepared.earlier.items()}
+    stages = {r["role"]: r["name"] for r in earlier_records}
     (run_dir / "results.json").write_text(json.dumps({
         **data, "roles": {**stages, "base": base.name, "trained": trained.name, "trivial": trivial.name},
         "protocol": protocol, "valid_metrics": valid_metrics, "code_level_accuracy": levels,
