@@ -26,6 +26,10 @@ class RewardConfig:
         "Weight of MiniOneRec's beam-rank reward (explicit route, train.rollout=beam): in a group that holds "
         "the target's exact code, every other beam is penalised by 1/log2(rank + 2), normalised to sum to 1 "
         "over the group's ranks, so wrong codes ranked above the target are pushed down hardest (0: off)."))
+    similarity_weight: float = field(default=0.0, **_help(
+        "Weight of the cosine between the query's and the target item's text embeddings (retriever.model's "
+        "sentence-transformers encoder; implicit route): a shaping reward that is never exactly 0, so a group "
+        "whose queries all miss the target still ranks them (0: off)."))
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))

@@ -298,6 +298,47 @@ class RepeatPenalty:
         return [-self.weight * share if share else 0.0 for share in shares]
 
 
+class TargetSimilarity:
+    """Cosine between the parsed query's text embedding and the target item's (a TRL reward function).
+
+    A shaping reward for the query writer: BM25's NDCG@k is exactly 0 whenever the target is not retrieved
+    (half the GRPO groups of a zero-shot run have no reward spread, so no gradient), while the cosine of
+    the query to the next item's text is never exactly 0 and still grades "about the right game" above
+    "about the wrong one". `encode(texts)` gives normalised query vectors (the dense retriever's
+    sentence-transformers model); `item_embeddings` the catalog's, row by row. With several targets the
+    most similar counts; a malformed or empty query scores 0, as do targets missing from the catalog.
+
+    Example:
+        >>> encode = lambda texts: np.array([[1.0, 0.0] if "zelda" in t else [0.0, 1.0] for t in texts])
+        >>> reward = TargetSimilarity(encode, np.array([[0.6, 0.8]]), {"7": 0}, "plain", max_query_words=32)
+        >>> reward(None, ["zelda switch", "mario"], target_item_ids=[["7"], ["7"]])
+        [0.6, 0.8]
+    """
+
+    __name__ = "target_similarity"
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], item_embeddings: np.ndarray,
+                 row_of: dict[str, int], parse_mode: str, max_query_words: int):
+        self.encode, self.item_embeddings, self.row_of = encode, item_embeddings, row_of
+        self.parse_mode, self.max_query_words = parse_mode, max_query_words
+
+    def __call__(self, prompts, completions, target_item_ids, **kwargs) -> list[float]:
+        if len(target_item_ids) != len(completions):
+            raise ValueError(f"{len(completions)} completions but {len(target_item_ids)} target lists")
+        parsed = [extract_query(c, self.parse_mode) for c in completions]
+        queries = [" ".join(p.text.split()[:self.max_query_words]) if p.well_formed else "" for p in parsed]
+        distinct = list(dict.fromkeys(q for q in queries if q.strip()))
+        vectors = dict(zip(distinct, self.encode(distinct))) if distinct else {}
+        rewards = []
+        for query, ids in zip(queries, target_item_ids):
+            rows = [self.row_of[i] for i in ids if i in self.row_of]
+            if query not in vectors or not rows:
+                rewards.append(0.0)
+            else:
+                rewards.append(float(np.max(self.item_embeddings[rows] @ vectors[query])))
+        return rewards
+
+
 _PUNCTUATION = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
 
 
@@ -352,11 +393,14 @@ class BeamRankPenalty:
         return rewards.tolist()
 
 
-def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple[list, list[float]]:
+def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig,
+                           text_encoder: Callable[[list[str]], np.ndarray] | None = None,
+                           item_embeddings: np.ndarray | None = None) -> tuple[list, list[float]]:
     """Reward functions and their weights (GRPOConfig.reward_weights) for `spec`.
 
     NDCG@k, Recall@k and MRR@k are always all returned (one search serves them all; weight 0 only
     logs); those with a nonzero weight come first, since callers treat the first as the main reward.
+    `spec.similarity_weight` needs `text_encoder` and `item_embeddings` (see `TargetSimilarity`).
     """
     weighted = [(metric, getattr(spec, f"{metric}_weight")) for metric in METRICS]
     if all(weight == 0 for _, weight in weighted):
@@ -366,6 +410,11 @@ def build_reward_functions(scorer: RetrievalScorer, spec: RewardConfig) -> tuple
     pairs = [(RetrievalReward(scorer, metric, spec.k), weight) for metric, weight in weighted]
     if spec.rank_weight:
         pairs.append((BeamRankPenalty(scorer), float(spec.rank_weight)))
+    if spec.similarity_weight:
+        if text_encoder is None or item_embeddings is None:
+            raise ValueError("reward.similarity_weight needs a text encoder and the catalog's embeddings")
+        pairs.append((TargetSimilarity(text_encoder, item_embeddings, scorer.catalog.row_of, scorer.parse_mode,
+                                       scorer.max_query_words), float(spec.similarity_weight)))
     if spec.repeat_penalty:
         pairs.append((RepeatPenalty(scorer.parse_mode, spec.repeat_penalty), 1.0))
     if spec.length_penalty:

@@ -327,6 +327,42 @@ def test_repeat_penalty_hits_loops_not_franchises(catalog):
     assert [f.__name__ for f in funcs][-1] == "repeat_penalty" and weights[-1] == 1.0
 
 
+def test_target_similarity_grades_misses_by_closeness_to_the_target(catalog):
+    """The shaping reward: cosine of the query to the target item's embedding, never 0 for a real query, the
+    closest of several targets, 0 for malformed queries and for targets outside the catalog; each distinct
+    query encoded once."""
+    from rewards import TargetSimilarity
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(len(catalog), 8))
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    encoded = []
+
+    def encode(texts):  # a query "item i" embeds as item i's vector, anything else as a fixed mix
+        encoded.extend(texts)
+        return np.stack([items[int(t.split()[1])] if t.startswith("item ") else items[:2].mean(0) for t in texts])
+
+    ids = catalog.ids
+    reward = TargetSimilarity(encode, items, catalog.row_of, "query_line", max_query_words=32)
+    completions = ["Query: item 0", "Query: item 1", "Query: item 0", "no query line", "Query: something else"]
+    targets = [[ids[0]], [ids[0]], [ids[1], ids[0]], [ids[0]], [ids[2], "not-in-catalog"]]
+    values = reward(None, completions, target_item_ids=targets)
+    assert values[0] == pytest.approx(1.0) and values[2] == pytest.approx(1.0)  # the closest target counts
+    assert values[1] == pytest.approx(float(items[0] @ items[1]))
+    assert values[3] == 0.0  # malformed
+    assert values[4] == pytest.approx(float(items[2] @ items[:2].mean(0)))
+    assert sorted(encoded) == ["item 0", "item 1", "something else"]
+    assert reward(None, ["Query: item 1"], target_item_ids=[["not-in-catalog"]]) == [0.0]
+    with pytest.raises(ValueError, match="target lists"):
+        reward(None, completions, target_item_ids=targets[:2])
+    scorer = RetrievalScorer(WordOverlapRetriever(catalog), catalog, "query_line", k=4)
+    spec = RewardConfig(k=4, similarity_weight=0.5, repeat_penalty=0.0, log_query_length=False)
+    with pytest.raises(ValueError, match="similarity_weight needs"):
+        build_reward_functions(scorer, spec)
+    funcs, weights = build_reward_functions(scorer, spec, encode, items)
+    assert [f.__name__ for f in funcs] == ["ndcg@4", "recall@4", "mrr@4", "target_similarity"] and weights[-1] == 0.5
+
+
 def test_query_length_and_length_penalty():
     completions = ["Query: a b c d e", "Query: a", "no format here"]
     assert QueryLength("query_line")(None, completions) == [5.0, 1.0, 3.0]
@@ -338,7 +374,8 @@ def test_build_reward_functions(catalog):
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "query_length"]
     assert weights == [1.0, 0.0, 0.0, 0.0]
-    spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, log_query_length=False)
+    spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, repeat_penalty=0.0,
+                        log_query_length=False)
     funcs, weights = build_reward_functions(scorer, spec)
     assert [f.__name__ for f in funcs] == ["recall@5", "ndcg@5", "mrr@5", "length_penalty"] and weights == [1.0, 0.0, 0.0, 1.0]
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, ndcg_weight=0.0, mrr_weight=1.0))
@@ -349,8 +386,9 @@ def test_build_reward_functions(catalog):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
         "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
-        "repeat_penalty", "length_penalty", "log_query_length"}
-    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
+        "similarity_weight", "repeat_penalty", "length_penalty", "log_query_length"}
+    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, repeat_penalty=0.0,
+                                                                 log_query_length=False))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
 
 

@@ -32,5 +32,22 @@ def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardCo
     what every trainer, TRL's or verl's, scores completions with."""
     reward_config = dataclasses.replace(config.reward, parse=parse_mode(config))
     scorer = RetrievalScorer.from_config(retriever, task.catalog, reward_config)
-    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config)
+    encoder = embeddings = None
+    if reward_config.similarity_weight:
+        if config.retriever.backend == "codes":
+            raise ValueError("reward.similarity_weight compares query text with item text; the codes retriever "
+                             "(explicit route) has no query text")
+        encoder, embeddings = text_encoder(config, task)
+    reward_funcs, reward_weights = build_reward_functions(scorer, reward_config, encoder, embeddings)
     return reward_config, reward_funcs, reward_weights
+
+
+def text_encoder(config: RunConfig, task: TaskData):
+    """`retriever.model`'s sentence-transformers encoder (a function of texts) and the catalog's cached
+    embeddings from it: what `reward.similarity_weight` compares queries and targets with."""
+    from rec_rl.embeddings import catalog_embeddings, encode_texts, load_model, resolve_model
+
+    settings = config.retriever
+    embeddings = catalog_embeddings(task.catalog, settings.model, settings.batch_size, settings.cache_dir)
+    model = load_model(resolve_model(settings.model))
+    return (lambda texts: encode_texts(model, texts, settings.batch_size)), embeddings
