@@ -41,6 +41,16 @@ logger = logging.getLogger(__name__)
 METRICS = ("ndcg", "recall", "mrr")
 
 
+def searched_query(parsed: ParsedQuery, max_words: int) -> str | None:
+    """The text a parsed completion is searched (and compared) as: its first `max_words` words; None if malformed.
+
+    Example:
+        >>> searched_query(extract_query("Query: a b c", "query_line"), max_words=2)
+        'a b'
+    """
+    return " ".join(parsed.text.split()[:max_words]) if parsed.well_formed else None
+
+
 @dataclass
 class ScorerStats:
     """Counters of a `RetrievalScorer` since it was built."""
@@ -111,7 +121,7 @@ class RetrievalScorer:
         parsed = [extract_query(completion, self.parse_mode) for completion in completions]
         if exclude_item_ids is not None and len(exclude_item_ids) != len(parsed):
             raise ValueError(f"{len(exclude_item_ids)} exclude lists for {len(parsed)} completions")
-        queries = [" ".join(p.text.split()[:self.max_query_words]) if p.well_formed else None for p in parsed]
+        queries = [searched_query(p, self.max_query_words) for p in parsed]
         if self.drop_excluded and exclude_item_ids is not None:
             row_of = self.catalog.row_of
             # Sorted so that the same set compares equal however the dataset listed it.
@@ -326,7 +336,7 @@ class TargetSimilarity:
         if len(target_item_ids) != len(completions):
             raise ValueError(f"{len(completions)} completions but {len(target_item_ids)} target lists")
         parsed = [extract_query(c, self.parse_mode) for c in completions]
-        queries = [" ".join(p.text.split()[:self.max_query_words]) if p.well_formed else "" for p in parsed]
+        queries = [searched_query(p, self.max_query_words) or "" for p in parsed]
         distinct = list(dict.fromkeys(q for q in queries if q.strip()))
         vectors = dict(zip(distinct, self.encode(distinct))) if distinct else {}
         rewards = []

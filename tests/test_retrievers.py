@@ -438,3 +438,26 @@ def test_fuzzed_queries_get_a_ranking_and_finite_rewards(every_backend, games, b
     for function in functions:
         values = function(None, completions, **columns)
         assert len(values) == len(completions) and all(type(v) is float and math.isfinite(v) for v in values)
+
+
+def test_similarity_reward_reuses_the_dense_retrievers_encoder(games, retrievers, tmp_path):
+    """reward.similarity_weight's encoder: a dense retriever's own model and embeddings, else the same model
+    loaded on its own; both score a query against a target identically."""
+    from types import SimpleNamespace
+
+    from rec_rl.config import RunConfig
+    from rec_rl.training.rows import text_encoder
+    from rewards import TargetSimilarity
+
+    dense = retrievers["dense"]
+    config = RunConfig()
+    config.retriever = dataclasses.replace(config.retriever, cache_dir=str(tmp_path))
+    task = SimpleNamespace(catalog=games)
+    reused, fresh = text_encoder(config, task, dense), text_encoder(config, task, retrievers["bm25s"])
+    assert reused[0] == dense.encode and reused[1] is dense.embeddings
+    np.testing.assert_allclose(fresh[1], dense.embeddings, atol=1e-5)
+    completions, targets = [games.titles[3], "a racing game"], [[games.ids[3]], [games.ids[3]]]
+    scores = [TargetSimilarity(encode, embeddings, games.row_of, "plain", 32)(None, completions, targets)
+              for encode, embeddings in (reused, fresh)]
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-5)
+    assert scores[0][0] == pytest.approx(1.0, abs=1e-5) and scores[0][1] < scores[0][0]

@@ -356,7 +356,7 @@ def test_target_similarity_grades_misses_by_closeness_to_the_target(catalog):
     with pytest.raises(ValueError, match="target lists"):
         reward(None, completions, target_item_ids=targets[:2])
     scorer = RetrievalScorer(WordOverlapRetriever(catalog), catalog, "query_line", k=4)
-    spec = RewardConfig(k=4, similarity_weight=0.5, repeat_penalty=0.0, log_query_length=False)
+    spec = RewardConfig(k=4, similarity_weight=0.5, log_query_length=False)
     with pytest.raises(ValueError, match="similarity_weight needs"):
         build_reward_functions(scorer, spec)
     funcs, weights = build_reward_functions(scorer, spec, encode, items)
@@ -374,8 +374,7 @@ def test_build_reward_functions(catalog):
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "query_length"]
     assert weights == [1.0, 0.0, 0.0, 0.0]
-    spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, repeat_penalty=0.0,
-                        log_query_length=False)
+    spec = RewardConfig(k=5, ndcg_weight=0.0, recall_weight=1.0, length_penalty=0.1, log_query_length=False)
     funcs, weights = build_reward_functions(scorer, spec)
     assert [f.__name__ for f in funcs] == ["recall@5", "ndcg@5", "mrr@5", "length_penalty"] and weights == [1.0, 0.0, 0.0, 1.0]
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, ndcg_weight=0.0, mrr_weight=1.0))
@@ -387,8 +386,7 @@ def test_build_reward_functions(catalog):
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
         "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
         "similarity_weight", "repeat_penalty", "length_penalty", "log_query_length"}
-    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, repeat_penalty=0.0,
-                                                                 log_query_length=False))
+    funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
 
 

@@ -37,16 +37,20 @@ def reward_setup(config: RunConfig, task: TaskData, retriever) -> tuple[RewardCo
         if config.retriever.backend == "codes":
             raise ValueError("reward.similarity_weight compares query text with item text; the codes retriever "
                              "(explicit route) has no query text")
-        encoder, embeddings = text_encoder(config, task)
+        encoder, embeddings = text_encoder(config, task, retriever)
     reward_funcs, reward_weights = build_reward_functions(scorer, reward_config, encoder, embeddings)
     return reward_config, reward_funcs, reward_weights
 
 
-def text_encoder(config: RunConfig, task: TaskData):
+def text_encoder(config: RunConfig, task: TaskData, retriever=None):
     """`retriever.model`'s sentence-transformers encoder (a function of texts) and the catalog's cached
-    embeddings from it: what `reward.similarity_weight` compares queries and targets with."""
+    embeddings from it: what `reward.similarity_weight` compares queries and targets with. A dense
+    retriever already holds both, so its own are reused rather than loading the model a second time."""
     from rec_rl.embeddings import catalog_embeddings, encode_texts, load_model, resolve_model
+    from retrievers.dense import DenseRetriever
 
+    if isinstance(retriever, DenseRetriever):
+        return retriever.encode, retriever.embeddings
     settings = config.retriever
     embeddings = catalog_embeddings(task.catalog, settings.model, settings.batch_size, settings.cache_dir)
     model = load_model(resolve_model(settings.model))
