@@ -30,6 +30,11 @@ class RewardConfig:
         "Weight of the cosine between the query's and the target item's text embeddings (retriever.model's "
         "sentence-transformers encoder; implicit route): a shaping reward that is never exactly 0, so a group "
         "whose queries all miss the target still ranks them (0: off)."))
+    similarity: str = field(default="cosine", **_help(
+        "What reward.similarity_weight scores: 'cosine', the query-target cosine itself; or 'log_rank', "
+        "1 - log(rank) / log(n) for the target's rank among the n catalog items (history dropped) by cosine to "
+        "the query, so a generic query ('xbox 360 games'), close to every item of its platform, earns less "
+        "than one that singles the target out.", choices=("cosine", "log_rank")))
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))

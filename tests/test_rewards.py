@@ -363,6 +363,27 @@ def test_target_similarity_grades_misses_by_closeness_to_the_target(catalog):
     assert [f.__name__ for f in funcs] == ["ndcg@4", "recall@4", "mrr@4", "target_similarity"] and weights[-1] == 0.5
 
 
+def test_target_similarity_log_rank_charges_a_query_for_the_items_it_does_not_tell_apart():
+    """measure='log_rank': 1 - log(rank) / log(n) for the target's rank by cosine among the catalog items outside
+    the history; the nearest item scores 1, the farthest 0, and dropping history items lifts the target."""
+    from rewards import TargetSimilarity
+
+    items = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])  # cosines to "east": 1, 0.8, 0, -1
+    row_of = {"a": 0, "b": 1, "c": 2, "d": 3}
+    reward = TargetSimilarity(lambda texts: np.array([[1.0, 0.0]] * len(texts)), items, row_of, "plain",
+                              max_query_words=32, measure="log_rank")
+    values = reward(None, ["east", "east", "east", "east", ""], target_item_ids=[["a"], ["c"], ["d"], ["c"], ["a"]],
+                    exclude_item_ids=[[], [], [], ["a"], []])
+    assert values[0] == pytest.approx(1.0) and values[2] == pytest.approx(0.0)
+    assert values[1] == pytest.approx(1 - math.log(3) / math.log(4))  # third of four
+    assert values[3] == pytest.approx(1 - math.log(2) / math.log(3))  # "a" dropped: second of three
+    assert values[4] == 0.0  # malformed
+    # without the history column every item is a candidate
+    assert reward(None, ["east"], target_item_ids=[["c"]]) == [pytest.approx(values[1])]
+    with pytest.raises(ValueError, match="reward.similarity"):
+        TargetSimilarity(reward.encode, items, row_of, "plain", max_query_words=32, measure="dot")
+
+
 def test_query_length_and_length_penalty():
     completions = ["Query: a b c d e", "Query: a", "no format here"]
     assert QueryLength("query_line")(None, completions) == [5.0, 1.0, 3.0]
@@ -385,7 +406,7 @@ def test_build_reward_functions(catalog):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
         "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
-        "similarity_weight", "repeat_penalty", "length_penalty", "log_query_length"}
+        "similarity_weight", "similarity", "repeat_penalty", "length_penalty", "log_query_length"}
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
 
