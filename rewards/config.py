@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from rec_rl.fields import documented as _help
 from rewards.parsing import PARSE_MODES
 
+SIMILARITY_MEASURES = ("cosine", "log_rank")  # what reward.similarity_weight scores (rewards.TargetSimilarity)
+
 
 @dataclass
 class RewardConfig:
@@ -34,7 +36,7 @@ class RewardConfig:
         "What reward.similarity_weight scores: 'cosine', the query-target cosine itself; or 'log_rank', "
         "1 - log(rank) / log(n) for the target's rank among the n catalog items (history dropped) by cosine to "
         "the query, so a generic query ('xbox 360 games'), close to every item of its platform, earns less "
-        "than one that singles the target out.", choices=("cosine", "log_rank")))
+        "than one that singles the target out.", choices=SIMILARITY_MEASURES))
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rewards.config import RewardConfig
+from rewards.config import SIMILARITY_MEASURES, RewardConfig
 from rewards.metrics import ranking_metrics, target_rows
 from rewards.parsing import PARSE_MODES, ParsedQuery, extract_query
 
@@ -333,7 +333,7 @@ class TargetSimilarity:
 
     __name__ = "target_similarity"
 
-    MEASURES = ("cosine", "log_rank")
+    MEASURES = SIMILARITY_MEASURES
 
     def __init__(self, encode: Callable[[list[str]], np.ndarray], item_embeddings: np.ndarray,
                  row_of: dict[str, int], parse_mode: str, max_query_words: int, measure: str = "cosine"):
