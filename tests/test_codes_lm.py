@@ -114,6 +114,9 @@ def test_compact_policy_refuses_settings_it_cannot_train(cyclic_sequential: Path
     with pytest.raises(ConfigError, match="train.sft_data=sequence"):
         check("policy.model=tiny", "policy.lora=true", "train.template=history_codes")
     check("train.rollout=beam", "reward.rank_weight=1")  # MiniOneRec's setting passes
+    check("train.sft_holdout_target=true")
+    with pytest.raises(ConfigError, match="sft_holdout_target .* needs train.sft_data=sequence"):
+        check("train.sft_data=next_item", "train.sft_alignment=false", "train.sft_holdout_target=true")
     with pytest.raises(ConfigError, match="set train.rollout=beam"):
         check("reward.rank_weight=1")
     with pytest.raises(ConfigError, match="set codes.constrained=true"):
@@ -174,3 +177,32 @@ def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Pat
     assert out["prompt_ids"][0] == tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
     with pytest.raises(RuntimeError, match="num_generations=4"):
         constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts[1:] + prompts[:1], trainer)
+
+
+def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequential: Path):
+    """train.sft_holdout_target: each user's pretraining text stops at the history, so the train row's target (the
+    item GRPO's prompt asks for) is a transition the SFT policy never saw; kept in, the text ends with its code."""
+    import dataclasses
+
+    from rec_rl.codes.build import item_codes
+    from rec_rl.codes.lm import codes_tokenizer
+    from rec_rl.codes.tokens import code_text
+    from rec_rl.data import load_task
+    from rec_rl.training.sft import sequence_examples
+
+    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2"])
+    task = load_task(config.data)
+    codes = item_codes(task.catalog, config.codes)
+    tokenizer = codes_tokenizer(codes.codebook_sizes)
+    held = dataclasses.replace(config, train=dataclasses.replace(config.train, sft_holdout_target=True))
+    kept_texts = sequence_examples(task, codes, config, tokenizer)["text"]
+    held_texts = sequence_examples(task, codes, held, tokenizer)["text"]
+    rows = task.split("train")
+    assert len(kept_texts) == len(held_texts) == len(rows) > 0
+    for row, kept, held_text in zip(rows, kept_texts, held_texts):
+        code_of = lambda item: code_text(codes.codes[task.catalog.row_of[item]])  # noqa: E731
+        history = "".join(code_of(i) for i in row["history_item_ids"])
+        target = code_of(row["target_item_ids"][0])
+        assert history + target in kept and kept.endswith(history + target), kept
+        assert held_text.endswith(history), held_text
+        assert kept == held_text.removesuffix(history) + history + target, "the same text, one item longer"

@@ -176,6 +176,9 @@ class ExplicitRoute(Route):
         if config.train.sft_data == "sequence" and not get_template(config.train.template).codes_only:
             raise ConfigError(f"train.sft_data=sequence trains on the history's codes as one text, which prompts "
                               f"must continue: use train.template=codes_sequence, not {config.train.template!r}")
+        if config.train.sft_holdout_target and config.train.sft_data != "sequence":
+            raise ConfigError("train.sft_holdout_target leaves targets out of the pretraining sequences: it needs "
+                              f"train.sft_data=sequence, not {config.train.sft_data!r}")
         if config.train.sft.get("max_steps", 1) != 0:
             from rec_rl.training.trl_args import sft_args
 

@@ -70,12 +70,13 @@ def sequence_examples(task: TaskData, codes, config: RunConfig, tokenizer) -> da
     """TIGER's next-item pretraining data: per user, the codes of the train sequence's last `train.sft_max_items`
     items (the train row's history and target: everything before the validation and test targets), oldest
     first, as the conversation text the prompt template writes (its user turn, no assistant turn), so the
-    text of a prompt is a prefix of it. SFTTrainer supervises every token of it."""
+    text of a prompt is a prefix of it. SFTTrainer supervises every token of it. With `train.sft_holdout_target`
+    the train row's target is left out (the history alone), for RL to be rewarded on unseen transitions."""
     template = get_template(config.train.template)
     rows = task.split("train")
     texts = []
     for history, target in zip(rows["history_item_ids"], rows["target_item_ids"]):
-        items = (history + target)[-config.train.sft_max_items:]
+        items = (history + ([] if config.train.sft_holdout_target else target))[-config.train.sft_max_items:]
         context = {"history_titles": [task.catalog.titles[task.catalog.row_of[i]] for i in items], "query": "",
                    "history_codes": [code_text(codes.codes[task.catalog.row_of[i]]) for i in items]}
         messages = [m for m in build_messages(context, template, config.train.max_title_chars) if m["role"] != "assistant"]
