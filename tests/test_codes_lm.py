@@ -199,6 +199,7 @@ def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequ
     held_texts = sequence_examples(task, codes, held, tokenizer)["text"]
     rows = task.split("train")
     assert len(kept_texts) == len(held_texts) == len(rows) > 0
+
     def code_of(item):
         return code_text(codes.codes[task.catalog.row_of[item]])
 
