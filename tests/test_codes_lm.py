@@ -49,9 +49,12 @@ def test_codes_tokenizer_reads_and_writes_code_text():
 # Item ids learn the walk only after a plateau at the uniform next-item loss, where rq codes, whose tokens items
 # share, break away from it at once. How long the plateau lasts depends on the processor's float rounding: at
 # learning rate 0.01 it ended after ~35 epochs on one machine and ~90 on another (validation ndcg@1 measured per
-# epoch; a plain PyTorch loop shows the same); at 0.03 it ends by epoch ~20, so item ids train at 0.03.
+# epoch; a plain PyTorch loop shows the same); at 0.03 it ends by epoch ~20, so item ids train at 0.03. With
+# train.sft_test_history (one more item in each test user's walk) item ids were still on it at epoch 80, so their
+# run keeps the sequences at the train target; the rq run takes the shipped config as it is.
 @pytest.mark.parametrize("codes,epochs,lr", [(["codes.method=rq", "codes.levels=2", "codes.codebook_bits=2"], 25, 0.01),
-                                             (["codes.method=item_id", "codes.levels=1"], 80, 0.03)], ids=["rq", "item_id"])
+                                             (["codes.method=item_id", "codes.levels=1", "train.sft_test_history=false"],
+                                              80, 0.03)], ids=["rq", "item_id"])
 def test_compact_policy_learns_next_items_and_does_not_collapse(cyclic_sequential: Path, tmp_path: Path, codes,
                                                                 epochs: int, lr: float):
     """TIGER-style SFT on every next-item position of a deterministic walk: the loss must fall, the beams must
@@ -114,9 +117,14 @@ def test_compact_policy_refuses_settings_it_cannot_train(cyclic_sequential: Path
     with pytest.raises(ConfigError, match="train.sft_data=sequence"):
         check("policy.model=tiny", "policy.lora=true", "train.template=history_codes")
     check("train.rollout=beam", "reward.rank_weight=1")  # MiniOneRec's setting passes
-    check("train.sft_holdout_target=true")
+    check("train.sft_holdout_target=true", "train.sft_test_history=false")
     with pytest.raises(ConfigError, match="sft_holdout_target .* needs train.sft_data=sequence"):
-        check("train.sft_data=next_item", "train.sft_alignment=false", "train.sft_holdout_target=true")
+        check("train.sft_data=next_item", "train.sft_alignment=false", "train.sft_holdout_target=true",
+              "train.sft_test_history=false")
+    with pytest.raises(ConfigError, match="sft_test_history .* needs train.sft_data=sequence"):
+        check("train.sft_data=next_item", "train.sft_alignment=false")
+    with pytest.raises(ConfigError, match="set one of them"):
+        check("train.sft_holdout_target=true")
     with pytest.raises(ConfigError, match="set train.rollout=beam"):
         check("reward.rank_weight=1")
     with pytest.raises(ConfigError, match="set codes.constrained=true"):
@@ -190,7 +198,8 @@ def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequ
     from rec_rl.data import load_task
     from rec_rl.training.sft import sequence_examples
 
-    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2"])
+    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2",
+                                    "train.sft_test_history=false"])
     task = load_task(config.data)
     codes = item_codes(task.catalog, config.codes)
     tokenizer = codes_tokenizer(codes.codebook_sizes)
@@ -207,3 +216,35 @@ def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequ
         history = "".join(code_of(i) for i in row["history_item_ids"])
         assert held_text.endswith(history), held_text
         assert kept == held_text + code_of(row["target_item_ids"][0]), "the same text, one item (the target) longer"
+
+
+def test_sequence_pretraining_can_run_a_test_user_up_to_the_test_prompt(tiny_sequential: Path):
+    """train.sft_test_history: a test user's pretraining text is its test prompt's history (one item longer than
+    the train row's history and target: the item the baselines count for test rows), never its test target; a
+    validation user's text still stops at its train target, so validation reads no item it trained on."""
+    import dataclasses
+
+    from rec_rl.codes.build import item_codes
+    from rec_rl.codes.lm import codes_tokenizer
+    from rec_rl.codes.tokens import code_text
+    from rec_rl.data import load_task
+    from rec_rl.training.sft import sequence_examples
+
+    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2",
+                                    "data.valid_users=2", "train.sft_test_history=false"])
+    task = load_task(config.data)
+    codes = item_codes(task.catalog, config.codes)
+    tokenizer = codes_tokenizer(codes.codebook_sizes)
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, sft_test_history=True))
+    kept = dict(zip(task.split("train")["row_id"], sequence_examples(task, codes, config, tokenizer)["text"]))
+    extended = dict(zip(task.split("train")["row_id"], sequence_examples(task, codes, longer, tokenizer)["text"]))
+
+    def code_of(item):
+        return code_text(codes.codes[task.catalog.row_of[item]])
+
+    test, valid = task.split("test"), task.split("valid")
+    assert len(test) > 0 and len(valid) == 2
+    for user, history in zip(test["row_id"], test["history_item_ids"]):
+        assert extended[user] == kept[user] + code_of(history[-1]), "one item longer: the test prompt's last item"
+    for user in valid["row_id"]:
+        assert extended[user] == kept[user], "a validation user's text is unchanged"

@@ -179,6 +179,12 @@ class ExplicitRoute(Route):
         if config.train.sft_holdout_target and config.train.sft_data != "sequence":
             raise ConfigError("train.sft_holdout_target leaves targets out of the pretraining sequences: it needs "
                               f"train.sft_data=sequence, not {config.train.sft_data!r}")
+        if config.train.sft_test_history and config.train.sft_data != "sequence":
+            raise ConfigError("train.sft_test_history extends the pretraining sequences: it needs "
+                              f"train.sft_data=sequence, not {config.train.sft_data!r}")
+        if config.train.sft_test_history and config.train.sft_holdout_target:
+            raise ConfigError("train.sft_test_history and train.sft_holdout_target pull a test user's sequence in "
+                              "opposite directions (one item more, one item fewer): set one of them")
         if config.train.sft.get("max_steps", 1) != 0:
             from rec_rl.training.trl_args import sft_args
 

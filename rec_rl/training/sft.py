@@ -71,12 +71,23 @@ def sequence_examples(task: TaskData, codes, config: RunConfig, tokenizer) -> da
     items (the train row's history and target: everything before the validation and test targets), oldest
     first, as the conversation text the prompt template writes (its user turn, no assistant turn), so the
     text of a prompt is a prefix of it. SFTTrainer supervises every token of it. With `train.sft_holdout_target`
-    the train row's target is left out (the history alone), for RL to be rewarded on unseen transitions."""
+    the train row's target is left out (the history alone), for RL to be rewarded on unseen transitions. With
+    `train.sft_test_history` a test user's sequence runs to its test target instead (its test row's history:
+    one item more, the one the baselines count and the test prompt ends with); validation users are in no
+    test row, so theirs still stop at the train target."""
     template = get_template(config.train.template)
     rows = task.split("train")
+    test_histories = {}
+    if config.train.sft_test_history:
+        test = task.split("test")
+        test_histories = dict(zip(test["row_id"], test["history_item_ids"]))
     texts = []
-    for history, target in zip(rows["history_item_ids"], rows["target_item_ids"]):
-        items = (history + ([] if config.train.sft_holdout_target else target))[-config.train.sft_max_items:]
+    for user, history, target in zip(rows["row_id"], rows["history_item_ids"], rows["target_item_ids"]):
+        if user in test_histories:
+            items = test_histories[user]
+        else:
+            items = history + ([] if config.train.sft_holdout_target else target)
+        items = items[-config.train.sft_max_items:]
         context = {"history_titles": [task.catalog.titles[task.catalog.row_of[i]] for i in items], "query": "",
                    "history_codes": [code_text(codes.codes[task.catalog.row_of[i]]) for i in items]}
         messages = [m for m in build_messages(context, template, config.train.max_title_chars) if m["role"] != "assistant"]

@@ -31,7 +31,7 @@ COMPACT_TRAINING: dict[str, object] = {
     "policy.architecture": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2,
                             "num_attention_heads": 4, "num_key_value_heads": 4},
     "data.history_len": 20, "train.sft_alignment": False, "train.sft_input_grad": True, "train.sft_max_items": 20,
-    "train.sft_patience": 0,
+    "train.sft_test_history": True, "train.sft_patience": 0,
     "train.valid_rows": 1000, "train.eval_batch_size": 128, "train.eval_every": 50,
     "train.sft.max_steps": -1, "train.sft.num_train_epochs": 20, "train.sft.learning_rate": 5.0e-3,
     "train.sft.weight_decay": 0.1, "train.sft.per_device_train_batch_size": 32, "train.sft.warmup_steps": 100,
