@@ -187,9 +187,9 @@ def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Pat
         constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts[1:] + prompts[:1], trainer)
 
 
-def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequential: Path):
-    """train.sft_holdout_target: each user's pretraining text stops at the history, so the train row's target (the
-    item GRPO's prompt asks for) is a transition the SFT policy never saw; kept in, the text ends with its code."""
+def _pretraining_texts(data_path: Path, option: str, *overrides: str):
+    """On the tiny data under configs/explicit.yaml (both sequence options off, then `option` on; the same codes
+    for both): the task, both `sequence_examples` texts in train-row order, and a function giving an item's code."""
     import dataclasses
 
     from rec_rl.codes.build import item_codes
@@ -198,20 +198,22 @@ def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequ
     from rec_rl.data import load_task
     from rec_rl.training.sft import sequence_examples
 
-    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2",
-                                    "train.sft_test_history=false"])
+    config = load_config(EXPLICIT, [f"data.path={data_path}", "codes.levels=2", "codes.codebook_bits=2",
+                                    "train.sft_test_history=false", *overrides])
     task = load_task(config.data)
     codes = item_codes(task.catalog, config.codes)
     tokenizer = codes_tokenizer(codes.codebook_sizes)
-    held = dataclasses.replace(config, train=dataclasses.replace(config.train, sft_holdout_target=True))
-    kept_texts = sequence_examples(task, codes, config, tokenizer)["text"]
-    held_texts = sequence_examples(task, codes, held, tokenizer)["text"]
+    changed = dataclasses.replace(config, train=dataclasses.replace(config.train, **{option: True}))
+    off, on = (sequence_examples(task, codes, c, tokenizer)["text"] for c in (config, changed))
+    return task, off, on, lambda item: code_text(codes.codes[task.catalog.row_of[item]])
+
+
+def test_sequence_pretraining_can_hold_out_the_target_that_rl_asks_for(tiny_sequential: Path):
+    """train.sft_holdout_target: each user's pretraining text stops at the history, so the train row's target (the
+    item GRPO's prompt asks for) is a transition the SFT policy never saw; kept in, the text ends with its code."""
+    task, kept_texts, held_texts, code_of = _pretraining_texts(tiny_sequential, "sft_holdout_target")
     rows = task.split("train")
     assert len(kept_texts) == len(held_texts) == len(rows) > 0
-
-    def code_of(item):
-        return code_text(codes.codes[task.catalog.row_of[item]])
-
     for row, kept, held_text in zip(rows, kept_texts, held_texts):
         history = "".join(code_of(i) for i in row["history_item_ids"])
         assert held_text.endswith(history), held_text
@@ -222,26 +224,10 @@ def test_sequence_pretraining_can_run_a_test_user_up_to_the_test_prompt(tiny_seq
     """train.sft_test_history: a test user's pretraining text is its test prompt's history (one item longer than
     the train row's history and target: the item the baselines count for test rows), never its test target; a
     validation user's text still stops at its train target, so validation reads no item it trained on."""
-    import dataclasses
-
-    from rec_rl.codes.build import item_codes
-    from rec_rl.codes.lm import codes_tokenizer
-    from rec_rl.codes.tokens import code_text
-    from rec_rl.data import load_task
-    from rec_rl.training.sft import sequence_examples
-
-    config = load_config(EXPLICIT, [f"data.path={tiny_sequential}", "codes.levels=2", "codes.codebook_bits=2",
-                                    "data.valid_users=2", "train.sft_test_history=false"])
-    task = load_task(config.data)
-    codes = item_codes(task.catalog, config.codes)
-    tokenizer = codes_tokenizer(codes.codebook_sizes)
-    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, sft_test_history=True))
-    kept = dict(zip(task.split("train")["row_id"], sequence_examples(task, codes, config, tokenizer)["text"]))
-    extended = dict(zip(task.split("train")["row_id"], sequence_examples(task, codes, longer, tokenizer)["text"]))
-
-    def code_of(item):
-        return code_text(codes.codes[task.catalog.row_of[item]])
-
+    task, kept_texts, extended_texts, code_of = _pretraining_texts(tiny_sequential, "sft_test_history",
+                                                                   "data.valid_users=2")
+    users = task.split("train")["row_id"]
+    kept, extended = dict(zip(users, kept_texts)), dict(zip(users, extended_texts))
     test, valid = task.split("test"), task.split("valid")
     assert len(test) > 0 and len(valid) == 2
     for user, history in zip(test["row_id"], test["history_item_ids"]):

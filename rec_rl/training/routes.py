@@ -176,12 +176,10 @@ class ExplicitRoute(Route):
         if config.train.sft_data == "sequence" and not get_template(config.train.template).codes_only:
             raise ConfigError(f"train.sft_data=sequence trains on the history's codes as one text, which prompts "
                               f"must continue: use train.template=codes_sequence, not {config.train.template!r}")
-        if config.train.sft_holdout_target and config.train.sft_data != "sequence":
-            raise ConfigError("train.sft_holdout_target leaves targets out of the pretraining sequences: it needs "
-                              f"train.sft_data=sequence, not {config.train.sft_data!r}")
-        if config.train.sft_test_history and config.train.sft_data != "sequence":
-            raise ConfigError("train.sft_test_history extends the pretraining sequences: it needs "
-                              f"train.sft_data=sequence, not {config.train.sft_data!r}")
+        for option in ("sft_holdout_target", "sft_test_history"):
+            if getattr(config.train, option) and config.train.sft_data != "sequence":
+                raise ConfigError(f"train.{option} changes which items the pretraining sequences hold: it needs "
+                                  f"train.sft_data=sequence, not {config.train.sft_data!r}")
         if config.train.sft_test_history and config.train.sft_holdout_target:
             raise ConfigError("train.sft_test_history and train.sft_holdout_target pull a test user's sequence in "
                               "opposite directions (one item more, one item fewer): set one of them")

@@ -72,8 +72,8 @@ def sequence_examples(task: TaskData, codes, config: RunConfig, tokenizer) -> da
     first, as the conversation text the prompt template writes (its user turn, no assistant turn), so the
     text of a prompt is a prefix of it. SFTTrainer supervises every token of it. With `train.sft_holdout_target`
     the train row's target is left out (the history alone), for RL to be rewarded on unseen transitions. With
-    `train.sft_test_history` a test user's sequence runs to its test target instead (its test row's history:
-    one item more, the one the baselines count and the test prompt ends with); validation users are in no
+    `train.sft_test_history` a test user's sequence is its test row's history instead (one item more: the one
+    the baselines count and the test prompt ends with, never the test target); validation users are in no
     test row, so theirs still stop at the train target."""
     template = get_template(config.train.template)
     rows = task.split("train")
