@@ -184,6 +184,12 @@ class EvalConfig:
         "(TIGER's protocol; needs codes.constrained).", choices=("greedy", "beam")))
     beam_width: int = field(default=50, **_help(
         "eval.decoding=beam: codes kept per user, so the ranking's depth (history items are dropped from it)."))
+    beam_popularity_alpha: float = field(default=0.0, **_help(
+        "eval.decoding=beam: rank each user's beams by log p(code) - alpha x log(1 + the item's interactions "
+        "before every user's validation target), spreading recommendations over less bought items (logit "
+        "adjustment). 0 ranks by the policy alone. On 1,000 validation users, beam 100: alpha 0.4 names 512 "
+        "different first items instead of 341, at NDCG@10 3.85 instead of 4.58 x100 "
+        "(docs/runs/explicit/popularity_tradeoff/)."))
     output_dir: str = field(default="runs/eval", **_help("Where metrics.json and metrics.md are written."))
 
 
@@ -321,6 +327,10 @@ class TrainConfig:
         "'beam': the prompt's top num_generations codes of constrained beam search, the head of the list "
         "eval.decoding=beam ranks (MiniOneRec); its completions carry their beam rank for reward.rank_weight.",
         choices=("sample", "beam")))
+    grpo_sft_weight: float = field(default=0.0, **_help(
+        "Explicit route, train.algorithm=grpo: add this weight x the SFT loss (the cross-entropy of each GRPO row's "
+        "target code after its prompt) to GRPO's loss, so RL moves the policy only where it also keeps the likelihood "
+        "of the items users chose, which the beam ranking reads. 0 is plain GRPO."))
     grpo: dict = field(default_factory=lambda: dict(GRPO_DEFAULTS), **_help(
         "Any TRL GRPOConfig field (num_generations, beta, loss_type, scale_rewards, learning_rate, "
         "max_completion_length, temperature, max_steps, ...); merged over rec-rl's CPU defaults."))

@@ -571,6 +571,32 @@ def test_beam_search_ranks_codes_as_their_exact_log_probabilities(tiny_catalog):
         assert [s for _, s in beams] == sorted((s for _, s in beams), reverse=True)
 
 
+def test_beam_ranking_can_push_popular_items_down(tiny_catalog, monkeypatch):
+    """eval.beam_popularity_alpha: the beams are re-ranked by score - penalty of their item, after the history
+    is dropped; without a penalty they keep the policy's order."""
+    from types import SimpleNamespace
+
+    from rec_rl.codes import beam as beam_module
+    from rec_rl.codes.trie import CodeTrie
+    from rec_rl.evaluation.policy import BeamRanking, policy_rankings
+
+    beams = [[((0,), -1.0), ((1,), -1.5), ((2,), -3.0), ((3,), -3.5)]]  # best first, as beam search returns them
+    monkeypatch.setattr(beam_module, "beam_search_codes", lambda *args, **kwargs: beams)
+    rows = {"exclude_item_ids": [[tiny_catalog.ids[3]]]}  # the user's history holds the 4th code's item
+    penalty = np.zeros(len(tiny_catalog))
+    penalty[0] = 1.0  # the first beam's item is popular: -1.0 - 1.0 falls below -1.5
+
+    def ranking(penalty):
+        ranking = BeamRanking(CodeTrie([[code] for code in range(4)], [9]), 1, 4, {(code,): code for code in range(4)},
+                              penalty)
+        found, _, _ = policy_rankings(None, SimpleNamespace(decode=str), rows, ["prompt"], None, tiny_catalog, "raw",
+                                      k=4, max_new_tokens=2, batch_size=1, beam=ranking)
+        return found.rows[0].tolist(), found.scores[0].tolist()
+
+    assert ranking(None) == ([0, 1, 2, -1], [-1.0, -1.5, -3.0, -np.inf])
+    assert ranking(penalty) == ([1, 0, 2, -1], [-1.5, -2.0, -3.0, -np.inf])
+
+
 def test_explicit_route_ranks_by_beams_when_asked(tiny_sequential: Path, tmp_path: Path):
     import json
 
@@ -599,6 +625,11 @@ def test_explicit_route_ranks_by_beams_when_asked(tiny_sequential: Path, tmp_pat
                                  "eval.beam_width=3"]))
     with pytest.raises(ConfigError, match="eval.decoding=beam ranks item codes"):
         train(load_config(None, ["eval.decoding=beam"]))
+    with pytest.raises(ConfigError, match="beam_popularity_alpha=0.5: .* needs eval.decoding=beam"):
+        train(load_config(None, ["retriever.backend=codes", "train.template=history_codes",
+                                 "eval.beam_popularity_alpha=0.5"]))
+    with pytest.raises(ConfigError, match="re-ranks the explicit route's code beams"):
+        train(load_config(None, ["eval.beam_popularity_alpha=0.5"]))
 
 
 def test_eval_and_recommend_serve_the_explicit_route(tiny_sequential: Path, tmp_path: Path):

@@ -127,6 +127,12 @@ def test_compact_policy_refuses_settings_it_cannot_train(cyclic_sequential: Path
         check("train.sft_holdout_target=true")
     with pytest.raises(ConfigError, match="set train.rollout=beam"):
         check("reward.rank_weight=1")
+    check("train.grpo_sft_weight=0.5")
+    with pytest.raises(ConfigError, match="grpo_sft_weight=-1.0: a weight >= 0"):
+        check("train.grpo_sft_weight=-1")
+    with pytest.raises(ConfigError, match="no target query"):
+        config = load_config(None, [f"data.path={cyclic_sequential}", "train.grpo_sft_weight=0.5"])
+        route_of(config).check(config)
     with pytest.raises(ConfigError, match="set codes.constrained=true"):
         check("train.rollout=beam", "codes.constrained=false", "eval.decoding=greedy")
     with pytest.raises(ConfigError, match="need the explicit route"):
@@ -234,3 +240,47 @@ def test_sequence_pretraining_can_run_a_test_user_up_to_the_test_prompt(tiny_seq
         assert extended[user] == kept[user] + code_of(history[-1]), "one item longer: the test prompt's last item"
     for user in valid["row_id"]:
         assert extended[user] == kept[user], "a validation user's text is unchanged"
+
+
+def test_sft_loss_scores_each_row_whatever_its_padding():
+    """`target_cross_entropy` (train.grpo_sft_weight's term) is the cross-entropy of the target tokens written after
+    the prompt: a left-padded row in a batch scores what it scores alone."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rec_rl.training.trainer import target_cross_entropy
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=12, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    short, long_ = torch.tensor([[5, 6]]), torch.tensor([[3, 4, 7]])
+    targets = torch.tensor([[1, 2], [8, 9]])
+
+    def alone(prompt, target):
+        logits = model(input_ids=torch.cat([prompt, target], dim=1)).logits[0, prompt.size(1) - 1:-1]
+        return torch.nn.functional.cross_entropy(logits, target[0])
+
+    with torch.no_grad():
+        batched = target_cross_entropy(model, torch.tensor([[0, 5, 6], [3, 4, 7]]), torch.tensor([[0, 1, 1], [1, 1, 1]]),
+                                       targets)
+        expected = (alone(short, targets[:1]) + alone(long_, targets[1:])) / 2
+    assert torch.allclose(batched, expected, atol=1e-5), (batched, expected)
+
+
+def test_grpo_with_an_sft_term_raises_the_target_codes_likelihood(cyclic_sequential: Path, tmp_path: Path):
+    """train.grpo_sft_weight: GRPO's loss plus the SFT loss of each row's target code, logged as sft_loss every
+    step; on a learnable walk, from random weights with no SFT before, that term must fall during GRPO."""
+    from rec_rl.training.run import train
+
+    run_dir = tmp_path / "run"
+    train(load_config(EXPLICIT, [
+        f"data.path={cyclic_sequential}", f"policy.architecture={TINY_SHAPE}", f"train.run_dir={run_dir}",
+        "codes.levels=2", "codes.codebook_bits=2", "train.test_rows=20", "train.valid_rows=10", "train.eval_every=0",
+        "train.wandb_mode=disabled", "reward.k=10", "eval.ks=[1, 5]", "eval.bootstrap=20", "eval.beam_width=5",
+        "train.sft={max_steps: 0}", "train.grpo_sft_weight=1.0",
+        "train.grpo={max_steps: 12, per_device_train_batch_size: 16, num_generations: 4, max_completion_length: 4, "
+        "save_steps: 100, warmup_steps: 0, learning_rate: 0.003, logging_steps: 1}"]))
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [e["sft_loss"] for e in events if e.get("kind") == "train" and "sft_loss" in e]
+    assert len(losses) == 12, f"one sft_loss per GRPO step, got {len(losses)}"
+    assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), f"the SFT term must fall: {losses}"

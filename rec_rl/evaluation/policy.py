@@ -103,12 +103,14 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
 
 @dataclass(frozen=True)
 class BeamRanking:
-    """`eval.decoding=beam`: the top `width` codes of `depth` tokens under `trie` are the ranking."""
+    """`eval.decoding=beam`: the top `width` codes of `depth` tokens under `trie` are the ranking, by their
+    log-probability less `penalty` of their item (`eval.beam_popularity_alpha`; none: the policy's order)."""
 
     trie: CodeTrie
     depth: int
     width: int
     row_of_code: dict[tuple[int, ...], int]  # a code's token ids -> its catalog row
+    penalty: np.ndarray | None = None  # per catalog row, subtracted from its beam's score
 
     @functools.cached_property
     def tables(self):
@@ -175,7 +177,10 @@ def _beam_rankings(name: str, model, tokenizer, rows, prompts: Sequence[str], ca
     scores = np.full((len(prompts), k), -np.inf, np.float32)
     for i, (beams, exclude) in enumerate(zip(ranked, rows["exclude_item_ids"])):
         dropped = set(catalog.rows(exclude))
-        kept = [(beam.row_of_code[code], score) for code, score in beams if beam.row_of_code[code] not in dropped][:k]
+        kept = [(beam.row_of_code[code], score) for code, score in beams if beam.row_of_code[code] not in dropped]
+        if beam.penalty is not None:
+            kept = sorted(((row, score - float(beam.penalty[row])) for row, score in kept), key=lambda pair: -pair[1])
+        kept = kept[:k]
         if kept:
             found[i, :len(kept)] = [row for row, _ in kept]
             scores[i, :len(kept)] = [score for _, score in kept]

@@ -66,7 +66,8 @@ class Recommender:
         found, written, _ = policy_rankings(
             self.policy, self.prepared.tokenizer, rows, prompts, self.retriever, self.task.catalog, self.parse, k,
             self.max_new_tokens, self.config.train.eval_batch_size, self.prepared.constraint,
-            self.route.beam_ranking(self.config, self.prepared.tokenizer, self.retriever, self.prepared.constraint))
+            self.route.beam_ranking(self.config, self.prepared.tokenizer, self.retriever, self.prepared.constraint,
+                                    self.task))
         key = "code" if self.route.codes(self.retriever) is not None else "query"
         if key == "query":  # what the retriever searched: the completion read as the reward reads it
             written = [extract_query(text, self.parse).text for text in written]

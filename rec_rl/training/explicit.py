@@ -111,7 +111,7 @@ def sft_validation(config: RunConfig, task: TaskData, retriever, tokenizer, trie
                                                                     baselines=["popularity", "transitions"]))
     floors = {f"{'floor' if baseline.name == 'popularity' else 'bar'}/{name}": float(values.mean())
               for baseline in score_baselines(settings, task, rows) for name, values in baseline.per_row.items()}
-    beam = route.beam_ranking(config, tokenizer, retriever, trie)
+    beam = route.beam_ranking(config, tokenizer, retriever, trie, task)
 
     def validate(model) -> dict:
         result, _ = evaluate_policy("valid", model, tokenizer, rows, prompts, retriever, task.catalog, parse_mode(config),

@@ -37,6 +37,7 @@ class PreparedPolicy:
     start_label: str = "base policy"  # the row name of the policy RL starts from
     sft_seconds: float = 0.0  # warm-up time spent in this process
     trainer_kwargs: dict = field(default_factory=dict)  # e.g. TRL's rollout_func for constrained rollouts
+    sft_targets: object = None  # dataset row -> token ids of its target completion (train.grpo_sft_weight)
     # Stages before the start, scored beside it on the same rows, so a table shows what each stage bought: role ->
     # (row name, a function loading that policy), e.g. the zero-shot policy of a warm-started run.
     earlier: dict = field(default_factory=dict)
@@ -74,7 +75,7 @@ class Route:
         """The item codes the policy writes (None: it writes text)."""
         return None
 
-    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None):
+    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None, task: TaskData):
         """`evaluation.policy.BeamRanking` for `eval.decoding=beam` (None: greedy outputs are searched)."""
         return None
 
@@ -95,6 +96,12 @@ class ImplicitRoute(Route):
         if config.eval.decoding == "beam":
             raise ConfigError("eval.decoding=beam ranks item codes under the code trie: it needs the explicit "
                               "route (retriever.backend=codes); a query is searched with the retriever instead")
+        if config.eval.beam_popularity_alpha:
+            raise ConfigError("eval.beam_popularity_alpha re-ranks the explicit route's code beams: the implicit "
+                              "route's queries are ranked by the retriever")
+        if config.train.grpo_sft_weight:
+            raise ConfigError("train.grpo_sft_weight supervises each row's target item code: the implicit route has "
+                              "no target query to supervise (train.warm_start clones the trivial query before RL)")
         if get_template(config.train.template).writes != "query":
             raise ConfigError(f"train.template {config.train.template!r} asks for item codes: it needs a retriever "
                               f"that reads codes (retriever.backend=codes), not {config.retriever.backend!r}")
@@ -164,6 +171,13 @@ class ExplicitRoute(Route):
         if config.codes.constrained and config.train.algorithm != "grpo":
             raise ConfigError("codes.constrained rollouts need train.algorithm=grpo (TRL's RLOOTrainer has no "
                               "rollout hook); set codes.constrained=false or use grpo")
+        alpha = config.eval.beam_popularity_alpha
+        if alpha < 0 or (alpha and config.eval.decoding != "beam"):
+            raise ConfigError(f"eval.beam_popularity_alpha={alpha}: a weight >= 0 on the order of the beams, so it "
+                              f"needs eval.decoding=beam (not {config.eval.decoding!r})")
+        if config.train.grpo_sft_weight < 0 or (config.train.grpo_sft_weight and config.train.algorithm != "grpo"):
+            raise ConfigError(f"train.grpo_sft_weight={config.train.grpo_sft_weight}: a weight >= 0, added to "
+                              f"train.algorithm=grpo's loss (not {config.train.algorithm!r})")
         compact = config.policy.model == CODES_LM
         if compact and config.policy.lora:
             raise ConfigError("policy.model=codes-lm starts from random weights: it trains all of them; set policy.lora=false")
@@ -219,8 +233,10 @@ class ExplicitRoute(Route):
         depth = self.codes(retriever).shape[1]  # one token per code level
         kwargs = ({"rollout_func": constrained_rollout(policy.trie, policy.tokenizer, depth, config.train.rollout)}
                   if policy.trie is not None else {})
+        target_codes, row_of = explicit.code_token_ids(policy.tokenizer, self.codes(retriever)), task.catalog.row_of
         return PreparedPolicy(policy.model, policy.tokenizer, policy.trie,
-                              "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs)
+                              "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs,
+                              sft_targets=lambda row: target_codes[row_of[row["target_item_ids"][0]]].tolist())
 
     def rows(self, rows, task: TaskData, retriever, config: RunConfig):
         if not get_template(config.train.template).show_codes:
@@ -238,15 +254,22 @@ class ExplicitRoute(Route):
     def codes(self, retriever) -> np.ndarray:
         return retriever.codes.codes
 
-    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None):
+    def beam_ranking(self, config: RunConfig, tokenizer, retriever, trie: CodeTrie | None, task: TaskData):
         if config.eval.decoding != "beam":
             return None
+        from rec_rl.evaluation.baselines import popularity_counts
         from rec_rl.evaluation.policy import BeamRanking
         from rec_rl.training.explicit import code_token_ids
 
         ids = code_token_ids(tokenizer, self.codes(retriever))
+        alpha = config.eval.beam_popularity_alpha
+        if alpha and "valid" not in task.known_sequences:
+            raise ConfigError("eval.beam_popularity_alpha counts item interactions in users' sequences: it needs "
+                              "sequential data (data.kind=sequential)")
+        # Counted before every user's validation target: no validation or test target is in them.
+        penalty = alpha * np.log1p(popularity_counts(task.known_sequences["valid"], task.catalog)) if alpha else None
         return BeamRanking(trie, ids.shape[1], config.eval.beam_width,
-                           {tuple(map(int, code)): row for row, code in enumerate(ids)})
+                           {tuple(map(int, code)): row for row, code in enumerate(ids)}, penalty)
 
     def diagnostics(self, policy, tokenizer, prompts, rows, train_rows, task: TaskData, retriever) -> list[dict]:
         """Per-level code accuracy on `rows` beside each level's majority floor (`explicit.code_accuracy`)."""

@@ -180,7 +180,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
                        recall_min_gain=task.recall_min_gain, constraint=trie,
-                       beam=route.beam_ranking(config, tokenizer, retriever, trie))
+                       beam=route.beam_ranking(config, tokenizer, retriever, trie, task))
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
@@ -240,6 +240,7 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
         callbacks=[MetricsLogCallback(log), ValidationCallback(validate, log, config.train.eval_every,
                                                                run_dir / "curves.png", title)])
     trainer.shared_prefix = config.train.shared_prefix
+    trainer.sft_weight, trainer.sft_targets = config.train.grpo_sft_weight, prepared.sft_targets
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - started

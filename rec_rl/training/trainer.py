@@ -1,13 +1,15 @@
-"""TRL's GRPO and RLOO trainers, timed, with the group-shared prompt forward.
+"""TRL's GRPO and RLOO trainers, timed, with the group-shared prompt forward (and, for GRPO, an SFT term).
 
 Each logged step carries its seconds of generation, reward and the rest; the loss's forward runs each
-distinct prompt once (rec_rl.training.shared_prefix) where that is safe.
+distinct prompt once (rec_rl.training.shared_prefix) where that is safe; `train.grpo_sft_weight` adds the
+cross-entropy of each row's target completion to GRPO's loss (`SupervisedTarget`).
 """
 
 from __future__ import annotations
 
 import time
 
+import torch
 from trl import GRPOTrainer, RLOOTrainer
 
 from rec_rl.training.shared_prefix import shared_prefill_generate, shared_prefix_logps
@@ -76,8 +78,60 @@ class SharedPrefix:
                                                           compute_entropy, compute_aux_loss, **multimodal)
 
 
-class TimedGRPOTrainer(StepTimer, SharedPrefix, GRPOTrainer):
-    """TRL's GRPOTrainer with per-step timing and the shared prompt forward."""
+def target_cross_entropy(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                         target_ids: torch.Tensor) -> torch.Tensor:
+    """The mean per-token cross-entropy of `target_ids` written after left-padded prompts: the SFT loss.
+
+    Positions count from each row's first real token, as `generate` numbers left-padded rows, so a row scores
+    the same whatever the padding beside it.
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=16, intermediate_size=32,
+        ...                                      num_hidden_layers=1, num_attention_heads=2))
+        >>> prompts, mask = torch.tensor([[0, 3, 4], [2, 5, 6]]), torch.tensor([[0, 1, 1], [1, 1, 1]])
+        >>> target_cross_entropy(model, prompts, mask, torch.tensor([[1, 2], [7, 1]])).shape
+        torch.Size([])
+    """
+    ids = torch.cat([prompt_ids, target_ids], dim=1)
+    mask = torch.cat([prompt_mask, torch.ones_like(target_ids)], dim=1)
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    width = target_ids.size(1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1).logits[:, :-1]
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), target_ids.reshape(-1))
+
+
+class SupervisedTarget:
+    """Mixin for TRL's GRPOTrainer: GRPO's loss plus `sft_weight` x the SFT loss of each row's target completion.
+
+    RL alone sharpens what the policy samples; the supervised term keeps the likelihood of the items users
+    actually chose, which the beam ranking reads. TRL's GRPOConfig has no such term, so it is added here:
+    `sft_targets(row)` gives a dataset row's target completion as token ids (the explicit route: its target
+    item's code), carried through TRL's batch splitting as a tensor beside the completions, and the term is
+    logged as `sft_loss`.
+    """
+
+    sft_weight = 0.0  # train.grpo_sft_weight
+    sft_targets = None  # row -> token ids of its target completion, every row the same length
+
+    def _generate_and_score_completions(self, inputs):
+        batch = super()._generate_and_score_completions(inputs)
+        if self.sft_weight:
+            batch["sft_target_ids"] = torch.tensor([self.sft_targets(row) for row in inputs],
+                                                   device=batch["prompt_ids"].device)
+        return batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not self.sft_weight:
+            return loss
+        supervised = target_cross_entropy(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["sft_target_ids"])
+        self._metrics["train" if model.training else "eval"]["sft_loss"].append(supervised.item())
+        return loss + self.sft_weight * supervised
+
+
+class TimedGRPOTrainer(StepTimer, SharedPrefix, SupervisedTarget, GRPOTrainer):
+    """TRL's GRPOTrainer with per-step timing, the shared prompt forward and the optional SFT term."""
 
 
 class TimedRLOOTrainer(StepTimer, SharedPrefix, RLOOTrainer):
