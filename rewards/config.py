@@ -40,6 +40,12 @@ class RewardConfig:
     format_penalty: float = field(default=0.0, **_help(
         "Reward for a completion that does not follow the answer format or whose query the retriever rejects, "
         "e.g. -0.1 (0: the same as retrieving nothing)."))
+    query_expansion: bool = field(default=False, **_help(
+        "Search the user's history titles (the trivial query, the last data.history_len titles) followed by the "
+        "policy's query, in training and in evaluation: the policy writes words to add to the trivial query "
+        "(query2doc-style expansion), so RL starts near it and is scored by what its words change; an empty "
+        "completion searches the titles alone (implicit route, sequential data; max_query_words cuts the "
+        "policy's words only)."))
     max_query_words: int = field(default=32, **_help(
         "Queries are cut to this many words before search; with length_penalty, the words allowed for free."))
     length_penalty: float = field(default=0.0, **_help(

@@ -2,7 +2,7 @@
 
 Every reward function has TRL's signature, `f(prompts, completions, **kwargs) -> list[float]`: the
 kwargs carry the dataset columns, repeated by TRL for each generation (`target_item_ids`, `gains`,
-`exclude_item_ids`), and TRL's own extras (`completion_ids`, `trainer_state`, `log_metric`, ...),
+`exclude_item_ids`, `history_titles`), and TRL's own extras (`completion_ids`, `trainer_state`, `log_metric`, ...),
 which are ignored except `log_metric`. Each has a `__name__`, which TRL logs it under
 (`rewards/ndcg@1000/mean`).
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from rewards.config import SIMILARITY_MEASURES, RewardConfig
 from rewards.metrics import ranking_metrics, target_rows
-from rewards.parsing import PARSE_MODES, ParsedQuery, extract_query
+from rewards.parsing import PARSE_MODES, ParsedQuery, expand_query, extract_query
 
 if TYPE_CHECKING:
     from rec_rl.data.catalog import Catalog
@@ -81,8 +81,9 @@ class RetrievalScorer:
     """Parses completions into queries and retrieves them, one batched search per batch of completions.
 
     `parse_mode` is an `extract_query` mode; `k` the search depth (the deepest reward k); queries are
-    cut to `max_query_words` words. A malformed completion, or one whose query the retriever raises on,
-    is not scored: every retrieval reward gives it `format_penalty`. With `drop_excluded`, each
+    cut to `max_query_words` words; with `query_expansion`, each is searched after its row's `history_titles`
+    (`rewards.parsing.expand_query`; an empty one searches the titles alone). A malformed completion, or one
+    whose query the retriever raises on, is not scored: every retrieval reward gives it `format_penalty`. With `drop_excluded`, each
     completion's `exclude_item_ids` (the user's history) are dropped from its ranking.
 
     Identical (query, exclude) pairs in a batch are searched once: a GRPO group often repeats a query.
@@ -92,7 +93,8 @@ class RetrievalScorer:
     """
 
     def __init__(self, retriever: Retriever, catalog: Catalog, parse_mode: str = "query_line", k: int = 1000,
-                 format_penalty: float = 0.0, max_query_words: int = 32, drop_excluded: bool = True):
+                 format_penalty: float = 0.0, max_query_words: int = 32, drop_excluded: bool = True,
+                 query_expansion: bool = False):
         if parse_mode not in PARSE_MODES:
             raise ValueError(f"unknown parse mode {parse_mode!r}; expected one of {list(PARSE_MODES)}")
         if k < 1 or max_query_words < 1:
@@ -102,7 +104,7 @@ class RetrievalScorer:
         self.retriever, self.catalog = retriever, catalog
         self.parse_mode, self.k = parse_mode, k
         self.format_penalty, self.max_query_words = float(format_penalty), max_query_words
-        self.drop_excluded = drop_excluded
+        self.drop_excluded, self.query_expansion = drop_excluded, query_expansion
         self.stats = ScorerStats()
         self._last: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (key, rows, scored) of the last batch
 
@@ -113,15 +115,26 @@ class RetrievalScorer:
         if config.parse is None:
             raise ValueError("reward.parse is null: resolve it from the prompt template first")
         return cls(retriever, catalog, config.parse, config.k, config.format_penalty, config.max_query_words,
-                   drop_excluded)
+                   drop_excluded, config.query_expansion)
 
     def retrieve(self, completions: Sequence, exclude_item_ids: Sequence[Sequence[str]] | None = None,
-                 log_metric: Callable[[str, float], None] | None = None) -> ScoredBatch:
-        """Parse and search `completions`; `log_metric` (TRL's kwarg) receives per-batch statistics."""
+                 log_metric: Callable[[str, float], None] | None = None,
+                 history_titles: Sequence[Sequence[str]] | None = None) -> ScoredBatch:
+        """Parse and search `completions` (after their `history_titles` with `query_expansion`); `log_metric`
+        (TRL's kwarg) receives per-batch statistics."""
         parsed = [extract_query(completion, self.parse_mode) for completion in completions]
         if exclude_item_ids is not None and len(exclude_item_ids) != len(parsed):
             raise ValueError(f"{len(exclude_item_ids)} exclude lists for {len(parsed)} completions")
         queries = [searched_query(p, self.max_query_words) for p in parsed]
+        if self.query_expansion:
+            if history_titles is None or len(history_titles) != len(parsed):
+                raise ValueError(f"reward.query_expansion searches each completion after its row's history titles: "
+                                 f"got {'no' if history_titles is None else len(history_titles)} title lists for "
+                                 f"{len(parsed)} completions (the dataset needs a history_titles column)")
+            # An empty completion adds nothing, a choice like any other: it searches the titles alone (the
+            # trivial query), as the evaluation does. A non-empty completion that breaks the format is still unscored.
+            queries = [expand_query(q or "", titles) if q is not None or not p.text else None
+                       for q, p, titles in zip(queries, parsed, history_titles)]
         if self.drop_excluded and exclude_item_ids is not None:
             row_of = self.catalog.row_of
             # Sorted so that the same set compares equal however the dataset listed it.
@@ -189,14 +202,15 @@ class RetrievalScorer:
     def rewards(self, metric: str, k: int, completions: Sequence, target_item_ids: Sequence[Sequence[str]],
                 gains: Sequence[Sequence[float]] | None = None,
                 exclude_item_ids: Sequence[Sequence[str]] | None = None,
-                log_metric: Callable[[str, float], None] | None = None) -> list[float]:
+                log_metric: Callable[[str, float], None] | None = None,
+                history_titles: Sequence[Sequence[str]] | None = None) -> list[float]:
         """`metric`@k ("ndcg", "recall" or "mrr") of each completion's ranking; `format_penalty` where unscored."""
         if metric not in METRICS or not 1 <= k <= self.k:
             raise ValueError(f"cannot score {metric}@{k} with a scorer searching {self.k} deep")
         if len(target_item_ids) != len(completions) or (gains is not None and len(gains) != len(completions)):
             raise ValueError(f"{len(completions)} completions but {len(target_item_ids)} target lists"
                              + ("" if gains is None else f" and {len(gains)} gain lists"))
-        batch = self.retrieve(completions, exclude_item_ids, log_metric)
+        batch = self.retrieve(completions, exclude_item_ids, log_metric, history_titles)
         targets = [target_rows(ids, self.catalog.row_of) for ids in target_item_ids]
         if metric == "mrr":
             values = ranking_metrics(batch.rows[:, :k], targets, gains, [k])["mrr"]
@@ -224,7 +238,7 @@ class RetrievalReward:
     def __call__(self, prompts, completions, target_item_ids, gains=None, exclude_item_ids=None,
                  **kwargs) -> list[float]:
         return self.scorer.rewards(self.metric, self.k, completions, target_item_ids, gains, exclude_item_ids,
-                                   kwargs.get("log_metric"))
+                                   kwargs.get("log_metric"), kwargs.get("history_titles"))
 
     def __repr__(self) -> str:
         return f"RetrievalReward({self.__name__})"

@@ -15,11 +15,15 @@ Modes (`extract_query(completion, mode)`):
 A query is well formed when its mode's format was followed and it is not empty. Every query is
 cleaned the same way: control characters and lone surrogates (which no retriever can encode)
 become spaces, and runs of whitespace one space.
+
+With `reward.query_expansion` the retriever searches the user's last titles followed by the query
+(`expand_query`): the policy writes what to add to the trivial query, not the whole query.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 PARSE_MODES = ("plain", "answer_tag", "query_line")
@@ -145,3 +149,15 @@ def format_answer(query: str, mode: str = "query_line") -> str:
     if mode not in PARSE_MODES:
         raise ValueError(f"unknown parse mode {mode!r}; expected one of {list(PARSE_MODES)}")
     return {"plain": query, "answer_tag": f"{_OPEN}{query}{_CLOSE}", "query_line": f"Query: {query}"}[mode]
+
+
+def expand_query(query: str, history_titles: Sequence[str]) -> str:
+    """`reward.query_expansion`'s search text: the user's history titles, oldest first (the trivial query),
+    followed by the policy's `query`, as query2doc (Wang et al., 2023) appends a generated text to the query
+    it expands. The policy's words change the trivial query's ranking rather than replace it.
+
+    Example:
+        >>> expand_query("co-op shooter", ["Halo 3", "Gears of War 2"])
+        'Halo 3 Gears of War 2 co-op shooter'
+    """
+    return " ".join([*history_titles, query]).strip()

@@ -19,7 +19,7 @@ from rec_rl.config import describe
 from rec_rl.data.catalog import Catalog
 from retrievers.base import Retriever, SearchResult, rows_result
 from rewards import (LengthPenalty, QueryLength, RetrievalScorer, RewardConfig, build_reward_functions,
-                     completion_text, extract_query, mrr, mrr_reward, ndcg_at_k, ndcg_reward, ranking_metrics, recall_at_k,
+                     completion_text, expand_query, extract_query, mrr, mrr_reward, ndcg_at_k, ndcg_reward, ranking_metrics, recall_at_k,
                      recall_reward, target_rows)
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -254,6 +254,47 @@ def test_unknown_targets_and_exclusions(catalog):
     assert recall_reward(keep)(None, ["mario kart"], exclude_item_ids=[["g1"]], **kwargs) == [0.5]
 
 
+def test_query_expansion_searches_the_history_titles_then_the_policy_words(catalog):
+    retriever = WordOverlapRetriever(catalog)
+    mrr = mrr_reward(RetrievalScorer(retriever, catalog, "plain", k=4, query_expansion=True))
+    plain = mrr_reward(RetrievalScorer(WordOverlapRetriever(catalog), catalog, "plain", k=4))
+    completions = ["guardians", "halo", ""]
+    rows = {"target_item_ids": [["g0"], ["g2"], ["g0"]], "gains": [[1.0]] * 3,
+            "exclude_item_ids": [["g1"]] * 3, "history_titles": [["Mario Kart 8 Deluxe"]] * 3}
+    # The history title's "mario" finds g0 (its own g1 is dropped) and ranks g0 above the Halo games; an empty
+    # completion adds nothing and searches the titles alone (the trivial query), where without expansion it is
+    # malformed, scored 0 and not searched.
+    assert mrr(None, completions, **rows) == pytest.approx([1.0, 0.5, 1.0])
+    assert retriever.calls[-1] == ["Mario Kart 8 Deluxe guardians", "Mario Kart 8 Deluxe halo", "Mario Kart 8 Deluxe"]
+    assert plain(None, completions, **rows) == pytest.approx([0.0, 1.0, 0.0])  # the titles are ignored without it
+    # A completion that breaks its format is still unscored: expansion pardons only the empty one.
+    lines = mrr_reward(RetrievalScorer(WordOverlapRetriever(catalog), catalog, "query_line", k=4,
+                                       query_expansion=True, format_penalty=-1.0))
+    assert lines(None, ["mario without a query line", ""], **{key: value[1:] for key, value in rows.items()}) == \
+        pytest.approx([-1.0, 1.0])
+    del rows["history_titles"]
+    with pytest.raises(ValueError, match="history_titles"):
+        mrr(None, completions, **rows)
+    assert expand_query("kart", ["Super Mario Odyssey", "Halo Infinite"]) == "Super Mario Odyssey Halo Infinite kart"
+
+
+def test_evaluation_searches_what_the_expanded_reward_searched(catalog, monkeypatch):
+    """The evaluation of a reward.query_expansion run ranks each user by the same text the reward searched."""
+    from rec_rl.evaluation import policy as evaluation
+
+    completions = ["guardians", "halo", ""]
+    monkeypatch.setattr(evaluation, "generate", lambda *args, **kwargs: (completions, 3))
+    rows = {"exclude_item_ids": [["g1"]] * 3, "history_titles": [["Mario Kart 8 Deluxe"], ["Halo 3"], ["Halo 3"]]}
+    retriever = WordOverlapRetriever(catalog)
+    found, _, info = evaluation.policy_rankings(None, None, rows, ["prompt"] * 3, retriever, catalog, "plain", k=4,
+                                                max_new_tokens=4, batch_size=3, query_expansion=True)
+    assert retriever.calls[-1] == ["Mario Kart 8 Deluxe guardians", "Halo 3 halo", "Halo 3"]
+    assert info["invalid_rate"] == 0.0  # the empty completion searched the titles alone
+    scored = RetrievalScorer(WordOverlapRetriever(catalog), catalog, "plain", k=4, query_expansion=True).retrieve(
+        completions, rows["exclude_item_ids"], history_titles=rows["history_titles"])
+    assert scored.scored.all() and (scored.rows == found.rows).all()
+
+
 def test_one_search_per_batch_with_duplicates_and_memo(catalog):
     retriever = WordOverlapRetriever(catalog)
     scorer = RetrievalScorer(retriever, catalog, "query_line", k=3)
@@ -406,7 +447,7 @@ def test_build_reward_functions(catalog):
         ndcg_reward(scorer, k=6)  # deeper than the scorer searches
     assert {line.split(" = ")[0] for line in describe(RewardConfig)} == {
         "parse", "k", "ndcg_weight", "recall_weight", "mrr_weight", "rank_weight", "format_penalty", "max_query_words",
-        "similarity_weight", "similarity", "repeat_penalty", "length_penalty", "log_query_length"}
+        "similarity_weight", "similarity", "repeat_penalty", "length_penalty", "log_query_length", "query_expansion"}
     funcs, weights = build_reward_functions(scorer, RewardConfig(k=5, rank_weight=0.5, log_query_length=False))
     assert [f.__name__ for f in funcs] == ["ndcg@5", "recall@5", "mrr@5", "beam_rank"] and weights[-1] == 0.5
 

@@ -230,6 +230,7 @@ def test_only_the_first_process_writes(monkeypatch, tmp_path: Path):
     (["train.algorithm=rloo"], "codes.constrained rollouts need train.algorithm=grpo"),
     (["train.sft.weight_decay=0.01"], "train.sft.weight_decay must be 0"),
     (["policy.lora=false"], "set policy.lora=true"),
+    (["reward.query_expansion=true"], "reward.query_expansion adds the policy's words to a text query"),
 ])
 def test_explicit_route_refuses_settings_it_cannot_combine_before_any_work(tmp_path: Path, overrides, message):
     config = load_config(None, ["retriever.backend=codes", "train.template=history_codes", f"train.run_dir={tmp_path / 'run'}",
@@ -368,6 +369,11 @@ def test_route_checks_run_before_any_work_and_name_the_key(tmp_path: Path):
     queries = load_config(None, ["retriever.backend=codes", "train.template=history_query_recent"])
     with pytest.raises(ConfigError, match="asks for a search query"):
         route_of(queries).check(queries)
+    for overrides, message in ((["data.kind=esci"], "data.kind='esci' rows have no history"),
+                               (["train.algorithm=ppo"], "verl's reward rows carry no history titles")):
+        expanded = load_config(None, ["reward.query_expansion=true", *overrides])
+        with pytest.raises(ConfigError, match=message):
+            route_of(expanded).check(expanded)
 
 
 def test_eval_policy_reproduces_the_runs_trained_row_and_scores_other_users(tiny_sequential: Path, tmp_path: Path):

@@ -19,7 +19,7 @@ from rec_rl.policy import eos_ids
 from rec_rl.evaluation.run import coverage, score_rankings, search_all
 from retrievers import Retriever, SearchResult
 from rewards.functions import repeated_trigram_share
-from rewards.parsing import extract_query
+from rewards.parsing import expand_query, extract_query
 
 
 @dataclass
@@ -122,23 +122,26 @@ class BeamRanking:
 def evaluate_policy(name: str, model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever,
                     catalog: Catalog, parse_mode: str, ks: Sequence[int], max_new_tokens: int,
                     batch_size: int, constraint: CodeTrie | None = None, beam: BeamRanking | None = None,
-                    recall_min_gain: float = 0.0) -> tuple[SystemResult, list[str]]:
+                    recall_min_gain: float = 0.0, query_expansion: bool = False) -> tuple[SystemResult, list[str]]:
     """Full-catalog NDCG@k/Recall@k of the policy's greedy outputs on `rows` (or of its beams, with `beam`);
     also returns the completions (with `beam`, each row's best code).
 
     `invalid_rate` is the share of outputs the retriever cannot read as what it searches (an empty
     query; for the codes backend, no complete code of a catalog item). `distinct_first_items` counts the
     different items ranked first over the rows (1: every user got the same recommendation), `distinct_items@10`
-    those anywhere in the top 10 (`rec_rl.evaluation.run.coverage`).
+    those anywhere in the top 10 (`rec_rl.evaluation.run.coverage`). With `query_expansion` each query is
+    searched after the row's history titles (`reward.query_expansion`).
     """
     found, completions, info = policy_rankings(model, tokenizer, rows, prompts, retriever, catalog, parse_mode,
-                                               max(ks), max_new_tokens, batch_size, constraint, beam, name)
+                                               max(ks), max_new_tokens, batch_size, constraint, beam, name,
+                                               query_expansion)
     return SystemResult(name, score_rankings(found, rows, catalog, ks, recall_min_gain), info), completions
 
 
 def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: Retriever, catalog: Catalog,
                     parse_mode: str, k: int, max_new_tokens: int, batch_size: int, constraint: CodeTrie | None = None,
-                    beam: BeamRanking | None = None, name: str = "policy") -> tuple[SearchResult, list[str], dict]:
+                    beam: BeamRanking | None = None, name: str = "policy",
+                    query_expansion: bool = False) -> tuple[SearchResult, list[str], dict]:
     """The policy's top-`k` catalog rows per row (the user's `exclude_item_ids` dropped), its completions, and
     facts about them: what `evaluate_policy` scores and `rec-rl recommend` returns."""
     if beam is not None:
@@ -149,8 +152,10 @@ def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: R
     generation_seconds = time.perf_counter() - started
     parsed = [extract_query(text, parse_mode) for text in completions]
     queries = [p.text for p in parsed]
+    searched = ([expand_query(q, titles) for q, titles in zip(queries, rows["history_titles"])]
+                if query_expansion else queries)
     exclude = [catalog.rows(ids) for ids in rows["exclude_item_ids"]]
-    found = search_all(retriever, queries, k, exclude, f"{name}: search")
+    found = search_all(retriever, searched, k, exclude, f"{name}: search")
     info = {
         "seconds": time.perf_counter() - started,
         "generation_seconds": generation_seconds,
@@ -158,7 +163,7 @@ def policy_rankings(model, tokenizer, rows, prompts: Sequence[str], retriever: R
         "mean_query_words": float(np.mean([len(q.split()) for q in queries])) if queries else 0.0,
         "malformed_rate": float(np.mean([not p.well_formed for p in parsed])) if parsed else 0.0,
         "repeated_trigram_share": float(np.mean([repeated_trigram_share(q) for q in queries])) if queries else 0.0,
-        "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in queries])) if queries else 0.0,
+        "invalid_rate": float(np.mean([retriever.invalid_output(q) for q in searched])) if searched else 0.0,
         **coverage(found.rows),
     }
     return found, completions, info

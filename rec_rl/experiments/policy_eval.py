@@ -72,7 +72,8 @@ def evaluate_run(run_dir: str | Path, overrides: list[str]) -> str:
         "trained policy", policy, prepared.tokenizer, rows, prompts, retriever, task.catalog, parse_mode(config), config.eval.ks,
         max_new_tokens, config.train.eval_batch_size, recall_min_gain=task.recall_min_gain,
         constraint=prepared.constraint,
-        beam=route.beam_ranking(config, prepared.tokenizer, retriever, prepared.constraint, task))
+        beam=route.beam_ranking(config, prepared.tokenizer, retriever, prepared.constraint, task),
+        query_expansion=config.reward.query_expansion)
     systems, names = [result, *score_baselines(config, task, rows)], metric_names(config.eval.ks)
     differences = {f"policy - {other.name}": {m: paired_difference(result.per_row[m], other.per_row[m],
                                                                    config.eval.bootstrap, config.seed) for m in names}

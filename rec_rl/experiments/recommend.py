@@ -25,7 +25,7 @@ from rec_rl.data.tasks import make_split
 from rec_rl.evaluation.policy import policy_rankings
 from rec_rl.experiments.policy_eval import load_run_policy
 from rec_rl.training.rows import parse_mode, prompt_rows
-from rewards.parsing import extract_query
+from rewards.parsing import expand_query, extract_query
 
 BATCH = 64  # users per generate call and search
 
@@ -67,10 +67,12 @@ class Recommender:
             self.policy, self.prepared.tokenizer, rows, prompts, self.retriever, self.task.catalog, self.parse, k,
             self.max_new_tokens, self.config.train.eval_batch_size, self.prepared.constraint,
             self.route.beam_ranking(self.config, self.prepared.tokenizer, self.retriever, self.prepared.constraint,
-                                    self.task))
+                                    self.task), query_expansion=self.config.reward.query_expansion)
         key = "code" if self.route.codes(self.retriever) is not None else "query"
         if key == "query":  # what the retriever searched: the completion read as the reward reads it
             written = [extract_query(text, self.parse).text for text in written]
+            if self.config.reward.query_expansion:
+                written = [expand_query(text, titles) for text, titles in zip(written, rows["history_titles"])]
         catalog = self.task.catalog
         return [{"items": [{"item_id": catalog.ids[r], "title": catalog.titles[r], "score": float(s)}
                            for r, s in zip(ranked, scores) if r >= 0], key: text}

@@ -102,6 +102,13 @@ class ImplicitRoute(Route):
         if config.train.grpo_sft_weight:
             raise ConfigError("train.grpo_sft_weight supervises each row's target item code: the implicit route has "
                               "no target query to supervise (train.warm_start clones the trivial query before RL)")
+        if config.reward.query_expansion and config.data.kind != "sequential":
+            raise ConfigError(f"reward.query_expansion adds the policy's words to the user's history titles: "
+                              f"data.kind={config.data.kind!r} rows have no history (expand a search query by "
+                              f"rewriting it instead)")
+        if config.reward.query_expansion and config.train.algorithm == "ppo":
+            raise ConfigError("reward.query_expansion with train.algorithm=ppo: verl's reward rows carry no history "
+                              "titles; use grpo or rloo")
         if get_template(config.train.template).writes != "query":
             raise ConfigError(f"train.template {config.train.template!r} asks for item codes: it needs a retriever "
                               f"that reads codes (retriever.backend=codes), not {config.retriever.backend!r}")
@@ -154,6 +161,9 @@ class ExplicitRoute(Route):
                               "retriever.backend=codes reads item codes: use history_codes or history_titles_codes")
         if config.eval.decoding == "beam" and not config.codes.constrained:
             raise ConfigError("eval.decoding=beam needs codes.constrained=true: the beams are the trie's codes")
+        if config.reward.query_expansion:
+            raise ConfigError("reward.query_expansion adds the policy's words to a text query: the codes retriever "
+                              "(explicit route) searches item codes; set it false")
         if config.eval.beam_width < max(config.eval.ks):
             raise ConfigError(f"eval.beam_width={config.eval.beam_width} ranks fewer items than eval.ks needs "
                               f"({max(config.eval.ks)})")

@@ -12,7 +12,7 @@ from rec_rl.data import TaskData
 from rec_rl.prompts import get_template, render_prompt
 from rewards import RetrievalScorer, RewardConfig, build_reward_functions
 
-REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids")
+REWARD_COLUMNS = ("target_item_ids", "gains", "exclude_item_ids", "history_titles")  # history_titles: reward.query_expansion
 
 
 def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:

@@ -180,7 +180,8 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
                        max_new_tokens=args.max_completion_length, batch_size=config.train.eval_batch_size,
                        recall_min_gain=task.recall_min_gain, constraint=trie,
-                       beam=route.beam_ranking(config, tokenizer, retriever, trie, task))
+                       beam=route.beam_ranking(config, tokenizer, retriever, trie, task),
+                       query_expansion=reward_config.query_expansion)
     log = MetricsLog(run_dir / "metrics.jsonl", writable=main)
 
     def validate(policy) -> dict:
