@@ -432,6 +432,16 @@ def test_recommend_answers_good_lines_and_names_the_bad_ones(tiny_sequential: Pa
     # The Python API gives the same top items.
     api = load_recommender(run_dir).recommend([["0", "1"]], k=3)[0]
     assert [i["item_id"] for i in api["items"]] == [i["item_id"] for i in answers[0]["items"]]
+    # With reward.query_expansion the answer names what was searched, the history's titles then the policy's
+    # words, and its items are that text's ranking.
+    from rewards.parsing import expand_query
+
+    expanded = load_recommender(run_dir, ["reward.query_expansion=true"])
+    catalog = expanded.task.catalog
+    (answer,) = expanded.recommend([["0", "1"]], k=3)
+    assert answer["query"] == expand_query(api["query"], [catalog.titles[catalog.row_of[i]] for i in ("0", "1")])
+    searched = expanded.retriever.search([answer["query"]], 3, [[catalog.row_of["0"], catalog.row_of["1"]]])
+    assert [i["item_id"] for i in answer["items"]] == [catalog.ids[r] for r in searched.rows[0] if r >= 0]
 
 
 def test_warm_start_clones_the_trivial_query_then_rl_starts_from_it(tiny_sequential: Path, tmp_path: Path):
