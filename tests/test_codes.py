@@ -655,3 +655,8 @@ def test_eval_and_recommend_serve_the_explicit_route(tiny_sequential: Path, tmp_
         results["per_row"]["trained policy"], "the SFT policy from run/sft, the adapter from run/final, as the run"
     (answer,) = load_recommender(run_dir).recommend([["0", "1", "2"]], k=3)
     assert parse_codes(answer["code"]) and len(answer["items"]) == 3
+    (run_dir / "sft").rename(tmp_path / "moved_sft")
+    with pytest.raises(ConfigError, match="no sft/ folder"):
+        load_recommender(run_dir)
+    assert main(["eval", "--policy", str(run_dir), f"eval.output_dir={tmp_path / 'eval2'}"]) == 2
+    assert not (run_dir / "sft").exists(), "evaluating a run must not train its SFT stage again"

@@ -193,6 +193,39 @@ def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Pat
         constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts[1:] + prompts[:1], trainer)
 
 
+def test_sampled_rollouts_write_or_omit_the_end_token(tmp_path: Path):
+    """train.rollout_end: a sampled completion is a valid code followed by eos ('write'), or the code's tokens
+    alone ('omit', so GRPO's loss has no term on the end token); beam rollouts likewise."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rec_rl.codes.lm import build_codes_lm
+    from rec_rl.training.explicit import code_token_ids, code_trie
+    from rec_rl.training.rollout import constrained_rollout
+
+    folder = build_codes_lm(tmp_path / "lm", [4, 4, 2], {"hidden_size": 32, "intermediate_size": 64,
+                                                          "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                          "num_key_value_heads": 2})
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    codes = np.array([[a, b, d] for a in range(4) for b in range(4) for d in range(2)][:20])
+    trie = code_trie(tokenizer, codes, tokenizer.eos_token_id)
+    valid = {tuple(code) for code in code_token_ids(tokenizer, codes).tolist()}
+    args = SimpleNamespace(temperature=1.0, top_p=1.0, top_k=0, max_completion_length=5)
+    trainer = SimpleNamespace(args=args, accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model,
+                              shared_prefix=True)
+    prompts = ["<bos><a_1><b_2><c_0>"] * 8 + ["<bos><a_3><b_0><c_1><a_2><b_2><c_0>"] * 8
+    with_end = constrained_rollout(trie, tokenizer, depth=3, write_end=True)(prompts, trainer)["completion_ids"]
+    assert all(len(c) == 4 and c[-1] == tokenizer.eos_token_id and tuple(c[:3]) in valid for c in with_end)
+    code_only = constrained_rollout(trie, tokenizer, depth=3, write_end=False)(prompts, trainer)["completion_ids"]
+    assert all(len(c) == 3 and tuple(c) in valid for c in code_only), code_only
+    assert len({tuple(c) for c in code_only}) > 1, "sampled, not one code for every row"
+    trainer.num_generations = 8
+    beams = constrained_rollout(trie, tokenizer, depth=3, mode="beam", write_end=False)(prompts, trainer)
+    assert all(len(c) == 3 and tuple(c) in valid for c in beams["completion_ids"])
+
+
 def _pretraining_texts(data_path: Path, option: str, *overrides: str):
     """On the tiny data under configs/explicit.yaml (both sequence options off, then `option` on; the same codes
     for both): the task, both `sequence_examples` texts in train-row order, and a function giving an item's code."""

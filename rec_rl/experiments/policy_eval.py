@@ -40,9 +40,13 @@ def load_run_policy(run_dir: Path, config):
 
     if not (run_dir / "final").is_dir():
         raise ConfigError(f"--policy {run_dir}: no final/ adapter (the run has not finished training)")
+    route = route_of(config)
+    if route.trains_before_rl(config) and not (run_dir / "sft").is_dir():
+        # `prepare` would train that SFT stage again instead of loading it: evaluation never trains.
+        raise ConfigError(f"--policy {run_dir}: no sft/ folder, but its config trains an SFT policy before RL "
+                          f"(train.sft / train.warm_start), which final/ was trained from")
     task = load_task(config.data)
     retriever = build_retriever(config.retriever, task.catalog, config.codes)
-    route = route_of(config)
     model, tokenizer = route.load_policy(config, retriever, run_dir)
     with tempfile.TemporaryDirectory() as scratch:
         args = trainer_args(config, Path(scratch))

@@ -60,6 +60,10 @@ class Route:
         """The policy made ready for this route's outputs."""
         return PreparedPolicy(model, tokenizer)
 
+    def trains_before_rl(self, config: RunConfig) -> bool:
+        """Whether `prepare` trains the policy (an SFT stage saved in `run_dir/sft`) before RL starts."""
+        return False
+
     def rows(self, rows, task: TaskData, retriever, config: RunConfig):
         """A split's rows as this route's prompts read them."""
         return rows
@@ -137,6 +141,9 @@ class ImplicitRoute(Route):
         model = clone_trivial_query(model, tokenizer, task, config, run_dir)
         return PreparedPolicy(model, tokenizer, start_label="warm-started policy",
                               sft_seconds=time.perf_counter() - started, earlier=earlier)
+
+    def trains_before_rl(self, config: RunConfig) -> bool:
+        return config.train.warm_start
 
     def trivial_queries(self, task: TaskData, rows, config: RunConfig, retriever) -> list[str]:
         """The last `history_len` titles as the query (or the user's own search query)."""
@@ -241,12 +248,16 @@ class ExplicitRoute(Route):
 
         policy = explicit.prepare(config, task, retriever.codes, model, tokenizer, run_dir, resume, validation)
         depth = self.codes(retriever).shape[1]  # one token per code level
-        kwargs = ({"rollout_func": constrained_rollout(policy.trie, policy.tokenizer, depth, config.train.rollout)}
+        kwargs = ({"rollout_func": constrained_rollout(policy.trie, policy.tokenizer, depth, config.train.rollout,
+                                                       write_end=config.train.rollout_end == "write")}
                   if policy.trie is not None else {})
         target_codes, row_of = explicit.code_token_ids(policy.tokenizer, self.codes(retriever)), task.catalog.row_of
         return PreparedPolicy(policy.model, policy.tokenizer, policy.trie,
                               "SFT policy" if policy.warmed_up else "base policy", policy.sft_seconds, kwargs,
                               sft_targets=lambda row: target_codes[row_of[row["target_item_ids"][0]]].tolist())
+
+    def trains_before_rl(self, config: RunConfig) -> bool:
+        return config.train.sft.get("max_steps", 1) != 0
 
     def rows(self, rows, task: TaskData, retriever, config: RunConfig):
         if not get_template(config.train.template).show_codes:
