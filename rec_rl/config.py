@@ -330,9 +330,9 @@ class TrainConfig:
     rollout_end: str = field(default="write", **_help(
         "Explicit route's GRPO completions: 'write' the end token after each code (the trie ends every code with "
         "it), or 'omit' it, so GRPO's loss covers the code's tokens alone. After sequence pretraining the end token "
-        "only ever followed a sequence's last item, yet its gradient is the largest of a completion's (3x a code "
-        "level's, scripts/end_token_check.py). Omitted, GRPO raised its sampled reward more and lowered the beam "
-        "list more (docs/runs/explicit/rollout_end/), so 'write' stays.", choices=("write", "omit")))
+        "only ever followed a sequence's last item, yet its gradient is the largest of a completion's (2.8x the "
+        "largest code level's, scripts/end_token_check.py). Omitted, GRPO raised its sampled reward more and lowered "
+        "the beam list more (docs/runs/explicit/grpo_rewards/), so 'write' stays.", choices=("write", "omit")))
     grpo_sft_weight: float = field(default=0.0, **_help(
         "Explicit route, train.algorithm=grpo: add this weight x the SFT loss (the cross-entropy of each GRPO row's "
         "target code after its prompt) to GRPO's loss, so RL moves the policy only where it also keeps the likelihood "

@@ -1,13 +1,13 @@
 """What the end token after a code is to a policy pretrained on sequences, beside the code's own tokens.
 
 GRPO's loss covers every completion token. With `train.rollout_end=write` a completion is the code's tokens then
-the end token; a policy pretrained on whole sequences (`train.sft_data=sequence`) never saw that token after a code
-(the next item's code follows). This measures, on GRPO's own rows (train rows, the run's prompts) with each row's
+the end token; in a policy pretrained on whole sequences (`train.sft_data=sequence`) that token follows only a
+sequence's last item (SFTTrainer ends each text with it), so after a code it says nothing about the code. This measures, on GRPO's own rows (train rows, the run's prompts) with each row's
 target code written after its prompt: the mean log-probability of each code level's token and of the end token,
 and the norm of the gradient of that mean log-probability over the policy's weights: how hard one unit of
 advantage pushes the weights through that position. Nothing is trained; the policy is read as saved.
 
-    python scripts/end_token_check.py runs/explicit/sft --rows 512 --output docs/runs/explicit/rollout_end/end_token.json
+    python scripts/end_token_check.py runs/explicit/sft --rows 512 --output docs/runs/explicit/grpo_rewards/end_token.json
 """
 
 from __future__ import annotations

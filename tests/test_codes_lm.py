@@ -158,31 +158,37 @@ def test_item_id_codes_give_each_item_its_own_token(tiny_sequential: Path):
         item_codes(tiny_catalog, CodesConfig(method="item_id", levels=2))
 
 
-def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Path):
-    """train.rollout=beam: a GRPO group is its prompt's top num_generations codes under the trie, best first,
-    each ending with eos and carrying its beam rank; prompts not repeated in groups are refused."""
-    from types import SimpleNamespace
-
+def _tiny_rollout_setup(tmp_path: Path):
+    """A random tiny codes-lm over 20 three-level codes: (model, tokenizer, its code trie, the codes as token ids)."""
     import numpy as np
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rec_rl.codes.beam import beam_search_codes
     from rec_rl.codes.lm import build_codes_lm
     from rec_rl.training.explicit import code_token_ids, code_trie
-    from rec_rl.training.rollout import constrained_rollout
 
     folder = build_codes_lm(tmp_path / "lm", [4, 4, 2], {"hidden_size": 32, "intermediate_size": 64,
                                                           "num_hidden_layers": 1, "num_attention_heads": 2,
                                                           "num_key_value_heads": 2})
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     codes = np.array([[a, b, d] for a in range(4) for b in range(4) for d in range(2)][:20])
-    trie = code_trie(tokenizer, codes, tokenizer.eos_token_id)
+    valid = {tuple(code) for code in code_token_ids(tokenizer, codes).tolist()}
+    return model, tokenizer, code_trie(tokenizer, codes, tokenizer.eos_token_id), valid
+
+
+def test_beam_rollouts_are_each_prompts_top_beams_with_their_ranks(tmp_path: Path):
+    """train.rollout=beam: a GRPO group is its prompt's top num_generations codes under the trie, best first,
+    each ending with eos and carrying its beam rank; prompts not repeated in groups are refused."""
+    from types import SimpleNamespace
+
+    from rec_rl.codes.beam import beam_search_codes
+    from rec_rl.training.rollout import constrained_rollout
+
+    model, tokenizer, trie, valid = _tiny_rollout_setup(tmp_path)
     trainer = SimpleNamespace(num_generations=4, accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model)
     prompts = ["<bos><a_1><b_2><c_0>"] * 4 + ["<bos><a_3><b_0><c_1><a_2><b_2><c_0>"] * 4
     out = constrained_rollout(trie, tokenizer, depth=3, mode="beam")(prompts, trainer)
     assert out["beam_rank"] == [0, 1, 2, 3] * 2 and out["logprobs"] is None
     expected = beam_search_codes(model, tokenizer, prompts[::4], trie, depth=3, width=4)
-    valid = {tuple(code) for code in code_token_ids(tokenizer, codes).tolist()}
     for group, beams in enumerate(expected):
         completions = out["completion_ids"][4 * group:4 * group + 4]
         assert [tuple(c[:-1]) for c in completions] == [code for code, _ in beams]
@@ -198,20 +204,9 @@ def test_sampled_rollouts_write_or_omit_the_end_token(tmp_path: Path):
     alone ('omit', so GRPO's loss has no term on the end token); beam rollouts likewise."""
     from types import SimpleNamespace
 
-    import numpy as np
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rec_rl.codes.lm import build_codes_lm
-    from rec_rl.training.explicit import code_token_ids, code_trie
     from rec_rl.training.rollout import constrained_rollout
 
-    folder = build_codes_lm(tmp_path / "lm", [4, 4, 2], {"hidden_size": 32, "intermediate_size": 64,
-                                                          "num_hidden_layers": 1, "num_attention_heads": 2,
-                                                          "num_key_value_heads": 2})
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    codes = np.array([[a, b, d] for a in range(4) for b in range(4) for d in range(2)][:20])
-    trie = code_trie(tokenizer, codes, tokenizer.eos_token_id)
-    valid = {tuple(code) for code in code_token_ids(tokenizer, codes).tolist()}
+    model, tokenizer, trie, valid = _tiny_rollout_setup(tmp_path)
     args = SimpleNamespace(temperature=1.0, top_p=1.0, top_k=0, max_completion_length=5)
     trainer = SimpleNamespace(args=args, accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=model,
                               shared_prefix=True)
