@@ -333,6 +333,11 @@ class TrainConfig:
         "only ever followed a sequence's last item, yet its gradient is the largest of a completion's (2.8x the "
         "largest code level's, scripts/end_token_check.py). Omitted, GRPO raised its sampled reward more and lowered "
         "the beam list more (docs/runs/explicit/grpo_rewards/), so 'write' stays.", choices=("write", "omit")))
+    shuffled_reward_targets: bool = field(default=False, **_help(
+        "A control, off in real runs: RL rewards each training row against another row's target (a train.seed "
+        "permutation of the train rows' targets and gains; each row keeps its prompt and history). The reward stays as "
+        "sparse as the real one and carries no user's own next item, so a run with it measures how far RL moves the "
+        "policy on update noise alone (docs/runs/explicit/grpo_rewards/)."))
     grpo_sft_weight: float = field(default=0.0, **_help(
         "Explicit route, train.algorithm=grpo: add this weight x the SFT loss (the cross-entropy of each GRPO row's "
         "target code after its prompt) to GRPO's loss, so RL moves the policy only where it also keeps the likelihood "

@@ -487,3 +487,27 @@ def test_warm_start_with_nothing_to_train_is_refused(tmp_path: Path):
     config = load_config(None, ["train.warm_start=true", "train.sft.max_steps=0", f"train.run_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="train.warm_start"):
         route_of(config).check(config)
+
+
+def test_shuffled_reward_targets_move_each_targets_gains_with_it_and_keep_prompts_and_histories(tiny_sequential: Path):
+    """train.shuffled_reward_targets (a control): the GRPO rows' targets and gains are permuted together, seeded;
+    every row keeps its prompt and its history, and each target still comes from some row."""
+    import datasets
+
+    from rec_rl.config import load_config
+    from rec_rl.data import load_task
+    from rec_rl.training.rows import shuffled_targets
+
+    rows = load_task(load_config(None, [f"data.path={tiny_sequential}"]).data).split("train")
+    dataset = datasets.Dataset.from_dict({"prompt": [f"p{i}" for i in range(len(rows))],
+                                          "target_item_ids": rows["target_item_ids"],
+                                          "gains": [[float(i)] for i in range(len(rows))],
+                                          "exclude_item_ids": rows["exclude_item_ids"]})
+    shuffled = shuffled_targets(dataset, seed=0)
+    assert list(shuffled["prompt"]) == list(dataset["prompt"])
+    assert list(shuffled["exclude_item_ids"]) == list(dataset["exclude_item_ids"])
+    moved = [int(g[0]) for g in shuffled["gains"]]
+    assert sorted(moved) == list(range(len(rows))) and moved != list(range(len(rows))), "a permutation, not the identity"
+    assert [list(t) for t in shuffled["target_item_ids"]] == [list(dataset["target_item_ids"][i]) for i in moved], \
+        "each target moves with its own gains"
+    assert list(shuffled_targets(dataset, seed=0)["gains"]) == list(shuffled["gains"]), "seeded"

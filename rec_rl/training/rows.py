@@ -22,6 +22,25 @@ def prompt_rows(rows, config: RunConfig, tokenizer) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"prompt": prompts, **{c: rows[c] for c in REWARD_COLUMNS}})
 
 
+def shuffled_targets(dataset: datasets.Dataset, seed: int) -> datasets.Dataset:
+    """`train.shuffled_reward_targets`: each row's `target_item_ids` and `gains` replaced by another row's, by a
+    seeded permutation; the prompt and the history (`exclude_item_ids`, `history_titles`) stay with their row.
+
+    Example:
+        >>> rows = datasets.Dataset.from_dict({"prompt": ["a", "b", "c"], "target_item_ids": [["1"], ["2"], ["3"]],
+        ...                                    "gains": [[1.0], [1.0], [1.0]]})
+        >>> shuffled = shuffled_targets(rows, seed=0)
+        >>> list(shuffled["prompt"]), sorted(shuffled["target_item_ids"]) == sorted(rows["target_item_ids"])
+        (['a', 'b', 'c'], True)
+    """
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    moved = {column: [dataset[column][i] for i in order] for column in ("target_item_ids", "gains")}
+    return dataset.remove_columns(list(moved)).add_column("target_item_ids", moved["target_item_ids"]).add_column(
+        "gains", moved["gains"])
+
+
 def parse_mode(config: RunConfig) -> str:
     """How a completion is read as a query: `reward.parse`, else the prompt template's answer format."""
     return config.reward.parse or get_template(config.train.template).parse

@@ -36,7 +36,7 @@ from rec_rl.tracking import (MetricsLog, configure_wandb, finish_wandb, is_main_
 from rec_rl.training.callbacks import MetricsLogCallback, ValidationCallback
 from rec_rl.training.checkpoints import checkpoint_step, last_complete_checkpoint
 from rec_rl.training.routes import Route, route_of
-from rec_rl.training.rows import REWARD_COLUMNS, prompt_rows, reward_setup
+from rec_rl.training.rows import REWARD_COLUMNS, prompt_rows, reward_setup, shuffled_targets
 from rec_rl.training.trl_args import trainer_args
 from retrievers import build_retriever
 from rewards.parsing import format_answer
@@ -175,6 +175,8 @@ def _train_trl(config: RunConfig, resume: bool) -> str:
     train_rows, valid_rows, final_rows = (route.rows(r, task, retriever, config)
                                           for r in (task.split("train"), valid_rows, final_rows))
     train_set, valid_set, final_set = (prompt_rows(r, config, tokenizer) for r in (train_rows, valid_rows, final_rows))
+    if config.train.shuffled_reward_targets:
+        train_set = shuffled_targets(train_set, config.seed)
     reward_config, reward_funcs, reward_weights = reward_setup(config, task, retriever)
     args.reward_weights = reward_weights
     eval_kwargs = dict(retriever=retriever, catalog=task.catalog, parse_mode=reward_config.parse, ks=config.eval.ks,
