@@ -334,7 +334,7 @@ class TrainConfig:
         "largest code level's, scripts/end_token_check.py). Omitted, GRPO raised its sampled reward more and lowered "
         "the beam list more (docs/runs/explicit/grpo_rewards/), so 'write' stays.", choices=("write", "omit")))
     shuffled_reward_targets: bool = field(default=False, **_help(
-        "A control, off in real runs: RL rewards each training row against another row's target (a train.seed "
+        "A control, off in real runs: RL rewards each training row against another row's target (a `seed` "
         "permutation of the train rows' targets and gains; each row keeps its prompt and history). The reward stays as "
         "sparse as the real one and carries no user's own next item, so a run with it measures how far RL moves the "
         "policy on update noise alone (docs/runs/explicit/grpo_rewards/)."))

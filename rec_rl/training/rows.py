@@ -35,10 +35,9 @@ def shuffled_targets(dataset: datasets.Dataset, seed: int) -> datasets.Dataset:
     """
     import numpy as np
 
-    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
-    moved = {column: [dataset[column][i] for i in order] for column in ("target_item_ids", "gains")}
-    return dataset.remove_columns(list(moved)).add_column("target_item_ids", moved["target_item_ids"]).add_column(
-        "gains", moved["gains"])
+    donors = dataset.select(np.random.default_rng(seed).permutation(len(dataset)))
+    kept = dataset.remove_columns(["target_item_ids", "gains"])
+    return kept.add_column("target_item_ids", donors["target_item_ids"]).add_column("gains", donors["gains"])
 
 
 def parse_mode(config: RunConfig) -> str:
